@@ -1,0 +1,109 @@
+"""Start and stop the system under test for a benchmark: a fresh database, gunicorn on a free port."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_CORP = "wwBENCHCORP000001"
+BENCH_TOKEN = "benchtoken"
+BENCH_AES_KEY = "BenchAesKey0123456789abcdefghijklmnopqrstuv"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def connect(url: str):
+    parsed = urlparse(url)
+    return psycopg2.connect(host=parsed.hostname, port=parsed.port or 5432, user=parsed.username or "postgres",
+                            password=parsed.password or None, dbname=parsed.path.lstrip("/") or "postgres")
+
+
+def fresh_database(base_url: str, name: str) -> str:
+    """Drop and create ``name`` next to the database in ``base_url``; return its URL."""
+    drop_database(base_url, name)
+    conn = connect(base_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return urlunparse(urlparse(base_url)._replace(path=f"/{name}"))
+
+
+def drop_database(base_url: str, name: str) -> None:
+    conn = connect(base_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+def bench_env(database_url: str, redis_url: str, *, key_prefix: str) -> dict[str, str]:
+    """Environment of the server under test; every Redis key it writes (broker included) carries ``key_prefix``."""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        CELERY_BROKER_URL=redis_url,
+        DJANGO_SECRET_KEY="bench-secret-key",
+        DJANGO_DEBUG="0",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        WECOM_CORP_ID=BENCH_CORP,
+        WECOM_TOKEN=BENCH_TOKEN,
+        WECOM_AES_KEY=BENCH_AES_KEY,
+        WECOM_AGENT_ID="1000002",
+        WECOM_SECRET="bench",
+        WECOM_BACKEND="fake",
+        LOG_LEVEL="WARNING",
+        REDIS_KEY_PREFIX=key_prefix,
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0", "--noinput"], env=env,
+                   check=True, cwd=ROOT)
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], *, workers: int, threads: int):
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.Popen(
+        [str(bin_dir / "gunicorn"), "bench.wsgi:application", "-k", "gthread", "-w", str(workers),
+         "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--keep-alive", "30", "--log-level", "warning",
+         "--backlog", "2048"],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/bare", timeout=2):  # noqa: S310
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not answer within 60 s") from None
+                time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -1,0 +1,26 @@
+"""What happens after a contact event is recorded: explicit calls into the features that react to it.
+
+``contacts.services.record_event`` calls ``event_recorded`` once per newly recorded event (never for a
+replayed one). Each feature gets the event and the transient context of the callback (such as the
+one-use WelcomeCode, which is not stored). No signals: this list is the whole fan-out.
+"""
+
+from contacts.models import ContactEvent
+
+
+def event_recorded(*, event: ContactEvent, context: dict) -> None:
+    from livecodes.events import contact_event_handle as livecodes_handle
+    from tagging.events import contact_event_handle as tagging_handle
+
+    livecodes_handle(event=event, context=context)
+    tagging_handle(event=event, context=context)
+    from journeys.events import contact_event_handle as journeys_handle
+
+    journeys_handle(event=event, context=context)
+
+
+def tags_changed(*, contact_ids: list[int], tag_ids: list[int], added: bool) -> None:
+    """Tags were put on (or taken off) these contacts; called by tagging after its transaction commits."""
+    from journeys.events import tags_changed as journeys_handle
+
+    journeys_handle(contact_ids=contact_ids, tag_ids=tag_ids, added=added)

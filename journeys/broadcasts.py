@@ -1,0 +1,145 @@
+"""Broadcasts (群发): a one-off send to a segment (1:1 through each customer's staff member) or to customer
+groups, now or at a time, through the same outbox and sender as journeys, under the same caps."""
+
+from collections import Counter
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from journeys import engine
+from journeys.messages import content_hash, render
+from journeys.models import Broadcast, Channel, OutboundMessage
+from journeys.scheduler import BatchFacts, dispatch_groups, policy_get
+from scrm.clock import now
+from scrm.errors import ApplicationError
+
+BATCH = 5000
+
+
+def broadcast_create(*, corp, name: str, template, channel: str = Channel.SINGLE, segment=None,
+                     chat_ids: list[str] | None = None, priority: str = "marketing", send_at: datetime | None = None,
+                     user=None) -> Broadcast:
+    if channel == Channel.GROUP and not chat_ids:
+        raise ApplicationError("Pick at least one customer group.")
+    if channel != Channel.GROUP and segment is None:
+        raise ApplicationError("Pick a segment.")
+    return Broadcast.objects.create(corp=corp, name=name, template=template, channel=channel, segment=segment,
+                                    chat_ids=list(chat_ids or []), priority=priority, send_at=send_at,
+                                    created_by=user)
+
+
+def _recipient_batches(broadcast: Broadcast):
+    if broadcast.channel == Channel.GROUP:
+        return
+    from tagging.segments import segment_member_ids
+
+    chunk: list[int] = []
+    for cid in segment_member_ids(user=None, expression=broadcast.segment.expression):
+        chunk.append(cid)
+        if len(chunk) >= BATCH:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _decide(facts: BatchFacts, cid: int, at: datetime, policy: engine.Policy, priority: str) -> str:
+    """'send' or the reason the contact is held back."""
+    if cid not in facts.staff_of:
+        return "not_customer"
+    s = engine.Situation(now=at, entered_at=at, priority=priority, opted_out=cid in facts.opted_out,
+                         recent_marketing=facts.recent[cid], month_count=facts.month[cid],
+                         quota_blocked_until=facts.blocked.get(cid), hold_count=policy.max_holds)
+    action = engine.next_action(engine.Step(1, "send", {"on_hold": "skip"}, "single"), s, policy)
+    if isinstance(action, engine.Hold):
+        return "send"  # quiet hours only delay a broadcast (the sender is not called before morning)
+    return "send" if isinstance(action, engine.Send) else action.reason
+
+
+def broadcast_preview(*, broadcast: Broadcast, at: datetime | None = None) -> dict:
+    """How many would receive it and how many are held back, by reason."""
+    at = at or now()
+    if broadcast.channel == Channel.GROUP:
+        return {"total": len(broadcast.chat_ids), "send": len(broadcast.chat_ids), "held": {}}
+    policy = policy_get()
+    counts: Counter = Counter()
+    for ids in _recipient_batches(broadcast):
+        facts = BatchFacts.load(ids, [], at=at, policy=policy)
+        counts.update(_decide(facts, cid, at, policy, broadcast.priority) for cid in ids)
+    total = sum(counts.values())
+    send = counts.pop("send", 0)
+    return {"total": total, "send": send, "held": dict(counts)}
+
+
+def broadcast_send(*, broadcast: Broadcast, at: datetime | None = None, dispatch=None) -> dict:
+    """Write the outbox rows (idempotent per broadcast and recipient) and hand groups to the sender."""
+    at = at or now()
+    dispatch = dispatch or dispatch_groups
+    if broadcast.status in (Broadcast.Status.DONE, Broadcast.Status.CANCELLED):
+        raise ApplicationError("This broadcast was already sent or cancelled.")
+    policy = policy_get()
+    template = broadcast.template
+    content = render(text=template.text, kind=template.kind, attachment=template.attachment,
+                     values={"today": at.date().isoformat()}).as_dict()
+    digest = content_hash({**content, "channel": broadcast.channel})
+    common = {"corp_id": broadcast.corp_id, "channel": broadcast.channel, "priority": broadcast.priority,
+              "content": content, "content_hash": digest, "broadcast_id": broadcast.pk, "created_at": at}
+    counts: Counter = Counter()
+    groups: set = set()
+    if broadcast.channel == Channel.GROUP:
+        from contacts.models import GroupChat
+
+        rows = [OutboundMessage(idempotency_key=f"b:{broadcast.pk}:{chat.chat_id}", chat_id=chat.chat_id,
+                                staff_id=chat.owner_id, **common)
+                for chat in GroupChat.objects.filter(corp_id=broadcast.corp_id, chat_id__in=broadcast.chat_ids,
+                                                     owner__isnull=False)]
+        with transaction.atomic():
+            OutboundMessage.objects.bulk_create(rows, ignore_conflicts=True)
+        counts["send"] = len(rows)
+        counts["no_owner"] = len(broadcast.chat_ids) - len(rows)
+        groups = {(r.staff_id, digest) for r in rows}
+    else:
+        for ids in _recipient_batches(broadcast):
+            with transaction.atomic():
+                facts = BatchFacts.load(ids, [], at=at, policy=policy)
+                rows = []
+                for cid in ids:
+                    verdict = _decide(facts, cid, at, policy, broadcast.priority)
+                    counts[verdict] += 1
+                    if verdict == "send":
+                        rows.append(OutboundMessage(idempotency_key=f"b:{broadcast.pk}:{cid}", contact_id=cid,
+                                                    staff_id=facts.staff_of[cid][0], **common))
+                OutboundMessage.objects.bulk_create(rows, batch_size=BATCH, ignore_conflicts=True)
+            batch_groups = {(r.staff_id, digest) for r in rows}
+            groups |= batch_groups
+    start, _, end = settings.JOURNEYS_QUIET_HOURS.partition("-")
+    allowed = engine.next_allowed(at, zone=engine.ZoneInfo(settings.TIME_ZONE),
+                                  quiet=(engine.parse_hhmm(start), engine.parse_hhmm(end)), window=None)
+    if allowed > at:  # inside quiet hours: the rows wait for the morning (the redispatch sweeper picks them up)
+        OutboundMessage.objects.filter(broadcast=broadcast, status="pending").update(next_attempt_at=allowed)
+    else:
+        dispatch(groups)
+    Broadcast.objects.filter(pk=broadcast.pk).update(status=Broadcast.Status.DONE, counts=dict(counts))
+    broadcast.refresh_from_db()
+    return dict(counts)
+
+
+def broadcast_schedule(*, broadcast: Broadcast, send_at: datetime) -> Broadcast:
+    if send_at < now() - timedelta(minutes=1):
+        raise ApplicationError("Pick a time in the future.")
+    Broadcast.objects.filter(pk=broadcast.pk).update(send_at=send_at, status=Broadcast.Status.SCHEDULED)
+    broadcast.refresh_from_db()
+    return broadcast
+
+
+def broadcasts_send_due(*, at: datetime | None = None) -> int:
+    at = at or now()
+    sent = 0
+    for broadcast in Broadcast.objects.filter(status=Broadcast.Status.SCHEDULED, send_at__lte=at):
+        claimed = Broadcast.objects.filter(pk=broadcast.pk, status=Broadcast.Status.SCHEDULED).update(
+            status=Broadcast.Status.DRAFT)  # claim: only one sweeper sends it
+        if claimed:
+            broadcast_send(broadcast=broadcast, at=at)
+            sent += 1
+    return sent

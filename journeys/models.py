@@ -1,0 +1,370 @@
+"""Journeys (message lines and scenario journeys), their steps and enrollments, message templates,
+broadcasts, and the outbox of what we asked staff to send.
+
+The schedule lives here, in ``Enrollment.next_run_at`` (a partial index over active rows); the broker only
+ever carries "do this group now". Statuses are declared as data (``OUTBOUND_TRANSITIONS``) and moved by
+``journeys.sender`` with conditional updates.
+"""
+
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from scrm.models import TimeStampedModel
+
+
+class Priority(models.TextChoices):
+    MARKETING = "marketing", _("Marketing (counts against the frequency cap)")
+    SERVICE = "service", _("Service reminder (passes the cap and opt-out)")
+
+
+class Channel(models.TextChoices):
+    SINGLE = "single", _("1:1 through the customer's staff member")
+    GROUP = "group", _("To customer groups")
+    STAFF_REMINDER = "staff_reminder", _("Staff reminder only (manual follow-up)")
+
+
+class MessageTemplate(TimeStampedModel):
+    """Text with ``{{ field }}`` placeholders (see journeys/messages.py FIELDS) and optional attachments."""
+
+    class Kind(models.TextChoices):
+        TEXT = "text", _("Text")
+        IMAGE = "image", _("Image")
+        LINK = "link", _("Link")
+        MINIPROGRAM = "miniprogram", _("Mini-program")
+
+    name = models.CharField(_("name"), max_length=64)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.TEXT)
+    text = models.TextField(_("text"), help_text=_("Placeholders: {{ name }}, {{ staff_name }}, "
+                                                    "{{ coupon_name }}, {{ coupon_expires }}, {{ today }}."))
+    attachment = models.JSONField(_("attachment"), default=dict, blank=True,
+                                  help_text=_("For image: pic_url; link: title, url, picurl, desc; "
+                                              "mini-program: title, appid, page, pic_media_id."))
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("message template")
+        verbose_name_plural = _("message templates")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from journeys.messages import TemplateError, template_check
+
+        try:
+            template_check(text=self.text, kind=self.kind, attachment=self.attachment)
+        except TemplateError as exc:
+            raise ValidationError({"text": str(exc)}) from exc
+
+    def save(self, *args, **kwargs):
+        # A template referencing an unknown field is refused at save time, from the admin and from code.
+        self.clean()
+        super().save(*args, **kwargs)
+
+
+class Journey(TimeStampedModel):
+    class Kind(models.TextChoices):
+        TIMELINE = "timeline", _("Message line (T+0/T+3/T+7)")
+        SCENARIO = "scenario", _("Scenario journey")
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        LIVE = "live", _("Live")
+        PAUSED = "paused", _("Paused")
+        RETIRED = "retired", _("Retired (replaced by a newer version)")
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", _("Manual / broadcast only")
+        CONTACT_ADDED = "contact_added", _("Contact added (any or through given live codes)")
+        TAG_ADDED = "tag_added", _("Tag added")
+        TAG_REMOVED = "tag_removed", _("Tag removed")
+        SEGMENT_ENTERED = "segment_entered", _("Entered a segment")
+        ORDER_PAID = "order_paid", _("Order paid (first or any)")
+        ENTITLEMENT_EXPIRING = "entitlement_expiring", _("Entitlement expiring in N days")
+        ENTITLEMENT_EXPIRED = "entitlement_expired", _("Entitlement expired")
+        RENEWAL_DUE = "renewal_due", _("Membership renewal due")
+        INACTIVE = "inactive", _("Inactive for N days")
+        CUSTOM_EVENT = "custom_event", _("Custom event posted to the API")
+
+    corp = models.ForeignKey("contacts.Corp", on_delete=models.CASCADE, related_name="journeys")
+    name = models.CharField(_("name"), max_length=64)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.TIMELINE)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
+    trigger = models.CharField(_("trigger"), max_length=32, choices=Trigger.choices, default=Trigger.CONTACT_ADDED)
+    trigger_config = models.JSONField(
+        _("trigger settings"), default=dict, blank=True,
+        help_text=_('e.g. {"states": ["poster_1"]}, {"tag_id": 3}, {"segment_id": 2}, {"first_only": true}, '
+                    '{"days": 3, "kind": "coupon"}, {"type": "clicked_offer"}'))
+    goal_event = models.CharField(_("goal event"), max_length=64, blank=True,
+                                  help_text=_("An event kind (e.g. ordered) that ends the journey as a conversion."))
+    priority = models.CharField(_("priority"), max_length=16, choices=Priority.choices, default=Priority.MARKETING)
+    holdout_percent = models.PositiveSmallIntegerField(_("holdout share (%)"), default=0,
+                                                       help_text=_("Enter but receive nothing (control group)."))
+    reenter = models.BooleanField(_("may re-enter"), default=False)
+    version = models.PositiveIntegerField(_("version"), default=1)
+    family = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="versions",
+                               verbose_name=_("first version"))
+    preset = models.CharField(_("ready-made template"), max_length=32, blank=True)
+    validated_at = models.DateTimeField(_("validated at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("journey")
+        verbose_name_plural = _("journeys")
+        indexes = [models.Index(fields=["status", "trigger"], name="journey_live_trigger")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class JourneyStep(models.Model):
+    class Kind(models.TextChoices):
+        WAIT = "wait", _("Wait")
+        SEND = "send", _("Send a message")
+        TAG = "tag", _("Add / remove tags")
+        BRANCH = "branch", _("Branch on a condition")
+        GOAL = "goal", _("Goal check")
+        EXIT = "exit", _("Exit")
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField(_("position"))
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    label = models.CharField(_("label"), max_length=64, blank=True)
+    template = models.ForeignKey(MessageTemplate, null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="steps", verbose_name=_("message template"))
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices, default=Channel.SINGLE)
+    config = models.JSONField(
+        _("settings"), default=dict, blank=True,
+        help_text=_('wait: {"minutes": 30} | {"day": 3, "at": "10:00"} | {"at": "10:00"} | '
+                    '{"weekday": 5, "at": "19:30"}; send: {"window": ["19:00", "22:00"], "on_hold": "retry"}; '
+                    'tag: {"add": [1], "remove": [2]}; branch: {"condition": {...}, "else": 5}; goal: {"event": '
+                    '"ordered"}'))
+
+    class Meta:
+        ordering = ["journey", "position"]
+        verbose_name = _("journey step")
+        verbose_name_plural = _("journey steps")
+        constraints = [models.UniqueConstraint(fields=["journey", "position"], name="journeystep_unique_position")]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.get_kind_display()} {self.label}".strip()
+
+
+class Enrollment(models.Model):
+    """One contact inside one journey version. ``next_run_at`` is the whole schedule."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        DONE = "done", _("Finished")
+        CONVERTED = "converted", _("Converted (goal reached)")
+        EXITED = "exited", _("Exited")
+
+    # No single-column FK indexes: (journey, contact, entry_key) and (contact, status) cover them, and every
+    # index costs a write on each sweep of the row.
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="enrollments",
+                                db_index=False)
+    entry_key = models.CharField(_("entry key"), max_length=96, default="",
+                                 help_text=_("What let the contact in; one enrollment per key."))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    position = models.PositiveIntegerField(_("current step"), default=1)
+    seq = models.PositiveIntegerField(default=0, help_text=_("Steps run so far (part of idempotency keys)."))
+    next_run_at = models.DateTimeField(_("next run at"), null=True, blank=True)
+    holdout = models.BooleanField(_("control group"), default=False)
+    entered_at = models.DateTimeField(_("entered at"))
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    exit_reason = models.CharField(_("exit reason"), max_length=32, blank=True)
+    hold_count = models.PositiveSmallIntegerField(default=0)
+    context = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("enrollment")
+        verbose_name_plural = _("enrollments")
+        constraints = [
+            models.UniqueConstraint(fields=["journey", "contact", "entry_key"], name="enrollment_unique_entry"),
+        ]
+        indexes = [
+            models.Index(fields=["next_run_at"], name="enrollment_due", condition=Q(status="active")),
+            models.Index(fields=["contact", "status"], name="enrollment_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} in {self.journey_id}"
+
+
+class StepRun(models.Model):
+    """Audit: what each step did for one enrollment. The key makes a re-run of the same step a no-op."""
+
+    # Append-only audit: no FK triggers on the hot insert path (see OutboundMessage).
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.DO_NOTHING, related_name="runs", db_constraint=False)
+    step = models.ForeignKey(JourneyStep, null=True, on_delete=models.DO_NOTHING, related_name="runs",
+                             db_constraint=False, db_index=False)
+    journey_id_copy = models.BigIntegerField(db_index=True)
+    outcome = models.CharField(_("outcome"), max_length=24)
+    detail = models.CharField(_("detail"), max_length=255, blank=True)
+    at = models.DateTimeField(_("at"))
+    idempotency_key = models.CharField(max_length=96, unique=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = _("step run")
+        verbose_name_plural = _("step runs")
+
+    def __str__(self) -> str:
+        return f"{self.outcome} @ {self.at:%Y-%m-%d %H:%M}"
+
+
+class Broadcast(TimeStampedModel):
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        SCHEDULED = "scheduled", _("Scheduled")
+        DONE = "done", _("Handed to staff")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    corp = models.ForeignKey("contacts.Corp", on_delete=models.CASCADE, related_name="broadcasts")
+    name = models.CharField(_("name"), max_length=64)
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices, default=Channel.SINGLE)
+    segment = models.ForeignKey("tagging.Segment", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+", verbose_name=_("segment"))
+    chat_ids = models.JSONField(_("customer groups"), default=list, blank=True)
+    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, related_name="+",
+                                 verbose_name=_("message template"))
+    priority = models.CharField(_("priority"), max_length=16, choices=Priority.choices, default=Priority.MARKETING)
+    send_at = models.DateTimeField(_("send at"), null=True, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
+    counts = models.JSONField(_("counts"), default=dict, blank=True)
+    created_by = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("broadcast")
+        verbose_name_plural = _("broadcasts")
+        indexes = [models.Index(fields=["send_at"], name="broadcast_due", condition=Q(status="scheduled"))]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MassSendTask(models.Model):
+    """One WeCom confirm-task (``add_msg_template``) for one staff member and one content."""
+
+    class Status(models.TextChoices):
+        CREATING = "creating", _("Creating")
+        CREATED = "created", _("Waiting for staff to confirm")
+        CONFIRMED = "confirmed", _("Confirmed by staff")
+        EXPIRED = "expired", _("Not sent by staff")
+        FAILED = "failed", _("Failed")
+        UNKNOWN = "unknown", _("Unknown outcome")
+
+    staff = models.ForeignKey("contacts.Staff", on_delete=models.CASCADE, related_name="mass_tasks")
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    content_hash = models.CharField(max_length=64)
+    msgid = models.CharField(_("WeCom msgid"), max_length=64, blank=True, db_index=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.CREATING)
+    recipients = models.PositiveIntegerField(_("recipients"), default=0)
+    created_at = models.DateTimeField(_("created at"))
+    reminded_at = models.DateTimeField(_("reminded at"), null=True, blank=True)
+    confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("mass-send task")
+        verbose_name_plural = _("mass-send tasks")
+        indexes = [models.Index(fields=["next_poll_at"], name="masstask_poll", condition=Q(status="created"))]
+
+    def __str__(self) -> str:
+        return self.msgid or f"task {self.pk}"
+
+
+class OutboundMessage(models.Model):
+    """The outbox: one row per recipient per send, unique by idempotency key."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Creating the WeCom task")
+        QUEUED = "queued", _("Waiting for staff to send")
+        SENT = "sent", _("Sent")
+        NOT_SENT = "not_sent", _("Not sent by staff")
+        NOT_FRIEND = "not_friend", _("No longer a customer")
+        OVER_QUOTA = "over_quota", _("Over the customer's receive quota")
+        FAILED = "failed", _("Failed")
+        UNKNOWN = "unknown", _("Unknown outcome (not re-sent automatically)")
+
+    # Audit references (corp, journey, step, enrollment) carry no FK constraint: they cost a trigger per row on the
+    # hot insert path (bench/journeys.py) and rows outlive edits; contact and staff stay enforced.
+    corp = models.ForeignKey("contacts.Corp", on_delete=models.DO_NOTHING, related_name="+", db_constraint=False,
+                             db_index=False)
+    idempotency_key = models.CharField(max_length=96, unique=True)
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    priority = models.CharField(_("priority"), max_length=16, choices=Priority.choices)
+    contact = models.ForeignKey("contacts.Contact", null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="outbound_messages", db_index=False)  # outbound_contact_time covers it
+    chat_id = models.CharField(_("chat id"), max_length=64, blank=True)
+    staff = models.ForeignKey("contacts.Staff", on_delete=models.CASCADE, related_name="outbound_messages")
+    content = models.JSONField(_("content"))
+    content_hash = models.CharField(max_length=64)
+    journey = models.ForeignKey(Journey, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+                                db_constraint=False)
+    step = models.ForeignKey(JourneyStep, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+                             db_constraint=False, db_index=False)
+    enrollment = models.ForeignKey(Enrollment, null=True, blank=True, on_delete=models.DO_NOTHING,
+                                   related_name="messages", db_constraint=False)
+    broadcast = models.ForeignKey(Broadcast, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="messages")
+    task = models.ForeignKey(MassSendTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages",
+                             db_index=False)  # outbound_task covers it
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    last_error = models.CharField(_("last error"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created at"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = _("outbound message")
+        verbose_name_plural = _("outbound messages")
+        indexes = [
+            models.Index(fields=["staff", "content_hash", "next_attempt_at"], name="outbound_pending",
+                         condition=Q(status="pending")),
+            models.Index(fields=["contact", "created_at"], name="outbound_contact_time"),
+            models.Index(fields=["task", "contact"], name="outbound_task"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} → {self.contact_id or self.chat_id} ({self.status})"
+
+
+# Status machine as data: which moves the sender and poller may make (anything else is a bug).
+S = OutboundMessage.Status
+OUTBOUND_TRANSITIONS: dict[str, set[str]] = {
+    S.PENDING: {S.SENDING, S.FAILED},
+    S.SENDING: {S.QUEUED, S.PENDING, S.FAILED, S.UNKNOWN, S.SENT},
+    S.QUEUED: {S.SENT, S.NOT_SENT, S.NOT_FRIEND, S.OVER_QUOTA},
+    S.UNKNOWN: {S.PENDING},  # only the admin "resend" action
+    S.FAILED: {S.PENDING},  # only the admin "resend" action
+    S.SENT: set(), S.NOT_SENT: set(), S.NOT_FRIEND: set(), S.OVER_QUOTA: set(),
+}
+del S
+
+
+class ContactQuota(models.Model):
+    """WeCom's per-customer receive quota as last seen: over it until ``blocked_until``."""
+
+    contact = models.OneToOneField("contacts.Contact", primary_key=True, on_delete=models.CASCADE,
+                                   related_name="receive_quota")
+    blocked_until = models.DateTimeField(_("over the receive quota until"))
+
+    class Meta:
+        ordering = ["contact"]
+        verbose_name = _("receive quota")
+        verbose_name_plural = _("receive quotas")
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} until {self.blocked_until:%Y-%m-%d}"
