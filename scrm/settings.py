@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "tagging",
     "livecodes",
     "journeys",
+    "analytics",  # rollups and dashboards (reads every app below it)
+    "predictive",  # churn risk and purchase propensity, learned from the corp's history
     "web",
 ]
 
