@@ -85,6 +85,10 @@ def key_uv_target(code_id: int, day: str) -> str:
     return f"{prefix()}:{code_id}:uvt:{day}:"
 
 
+def key_person(person: str) -> str:
+    return f"{prefix()}:lc:person:{person}"
+
+
 def key_log() -> str:
     return f"{prefix()}:scanlog"
 
@@ -543,8 +547,29 @@ def _today(ts: float) -> str:
 
 
 # Reserved cookie keys (dedup scopes are "c<id>"/"k<id>"): entities a WeCom-identified contact already belongs to,
-# and whether identification was tried (so a visitor is sent through OAuth once).
-KNOWN, IDENTIFIED = "_k", "_i"
+# whether identification was tried (so a visitor is sent through OAuth once), and the person an official account
+# identified (their routing is also kept in Redis, so it survives a lost cookie or another device).
+KNOWN, IDENTIFIED, PERSON = "_k", "_i", "_p"
+PERSON_TTL = COOKIE_MAX_AGE
+
+
+def person_key(openid: str) -> str:
+    """A stable pseudonym of an official-account openid (the openid itself is never stored or logged)."""
+    return _mac(f"person:{openid}")[:22]
+
+
+def _person_routes(person: str) -> dict:
+    raw = get_redis().get(key_person(person))
+    try:
+        routes = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return routes if isinstance(routes, dict) else {}
+
+
+def _person_remember(person: str, entities: dict) -> None:
+    routes = {scope: entity for scope, entity in entities.items() if not scope.startswith("_")}
+    get_redis().set(key_person(person), json.dumps(routes, separators=(",", ":")), ex=PERSON_TTL)
 
 
 def identification(cookie: str | None) -> str:
@@ -561,11 +586,13 @@ def identifying_cookie(cookie: str | None) -> str:
 
 def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region: str = "",
          lat: float | None = None, lng: float | None = None, at: datetime | None = None,
-         rng=None, known: frozenset[str] | None = None) -> ScanResult:
+         rng=None, known: frozenset[str] | None = None, person: str = "") -> ScanResult:
     """Route one scan: snapshot → plan → a slot from this process's share. No Postgres, normally no Redis.
 
-    ``known``: entities (``staff:<userid>``, ``chat:<chat_id>``) of a contact just identified through WeCom
-    OAuth; they are kept in the cookie so later scans route the same way without asking again.
+    ``known``: entities (``staff:<userid>``, ``chat:<chat_id>``) of a contact just identified through OAuth;
+    they are kept in the cookie so later scans route the same way without asking again. ``person``: the
+    ``person_key`` of someone an official account just identified: the targets they were given before (under any
+    cookie) are read back from Redis once, and each new one is written there (one Redis call per new target).
     """
     snap = snapshot_get(slug)
     if snap is None:
@@ -581,6 +608,11 @@ def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region:
         if known:
             entities[KNOWN] = " ".join(sorted(known))[:1000]
         valid = False  # write the cookie
+    if person:
+        entities[PERSON] = person
+        for scope, entity in _person_routes(person).items():
+            entities.setdefault(scope, entity)
+        valid = False
     scope_entity = entities.get(snap.scope)
     known_entities = entities.get(KNOWN)
     visitor = routing.Visitor(sticky=frozenset([scope_entity]) if scope_entity else frozenset(),
@@ -606,6 +638,10 @@ def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region:
         if entities.get(snap.scope) != entity:
             entities[snap.scope] = entity
             changed = True
+            if entities.get(PERSON):
+                _person_remember(entities[PERSON], entities)
+        elif person:
+            _person_remember(person, entities)
     return ScanResult(status=status, snapshot=snap, shown=used.shown.get(chosen), shown_snapshot=used,
                       cookie=_visitor_write(visitor_id, entities) if changed else "", known=reason == "known")
 

@@ -9,6 +9,7 @@ import io
 import logging
 import secrets
 import string
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -766,6 +767,34 @@ def _rate_per_hour(code: LiveCode, at: datetime) -> float:
     scans = ScanEvent.objects.filter(code=code, scanned_at__gte=since,
                                      target__kind=LiveCodeTarget.Kind.IMAGE).exclude(outcome="sticky").count()
     return float(joins + scans)
+
+
+@dataclass(frozen=True)
+class LandingIdentity:
+    """Who an official account says opened the landing page: ``person`` (a pseudonym of the openid; "" when the
+    code was refused) and the pool entities they already belong to (known only when WeChat gave a unionid that
+    matches a contact)."""
+
+    person: str = ""
+    known: frozenset[str] = frozenset()
+
+
+def landing_identify_oa(*, code: str) -> LandingIdentity:
+    """Resolve an official-account OAuth ``code`` (API.md §8). Once per visitor and cookie, never per scan."""
+    from livecodes.selectors import known_entities
+
+    try:
+        identity = gateway.oa_identity_get(code=code)
+    except (WeComError, ValueError) as exc:
+        logger.info("livecodes: official-account OAuth code not resolved: %s", exc)
+        return LandingIdentity()
+    known: frozenset[str] = frozenset()
+    if identity.unionid:
+        external_userid = Contact.objects.filter(unionid=identity.unionid).values_list("external_userid",
+                                                                                      flat=True).first()
+        if external_userid:
+            known = known_entities(external_userid=external_userid)
+    return LandingIdentity(person=hotpath.person_key(identity.openid), known=known)
 
 
 def landing_identify(*, code: str) -> frozenset[str]:

@@ -61,15 +61,22 @@ def landing_response(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         option_id = lat = lng = None
     cookie = request.COOKIES.get(hotpath.COOKIE)
-    known = None
-    if settings.LIVECODE_WECOM_OAUTH:
+    known, person = None, ""
+    if settings.LIVECODE_WECOM_OAUTH or settings.LIVECODE_OA_APPID:
         tried = hotpath.identification(cookie)
-        if tried == "p" and query is not None and query.get("state") == OAUTH_STATE and query.get("code"):
+        state = query.get("state") if query is not None and query.get("code") else None
+        if tried == "p" and state == OA_STATE and settings.LIVECODE_OA_APPID:
+            identity = services.landing_identify_oa(code=query["code"][:512])  # back from the official account
+            known, person = identity.known, identity.person
+        elif tried == "p" and state == OAUTH_STATE and settings.LIVECODE_WECOM_OAUTH:
             known = services.landing_identify(code=query["code"][:512])  # back from WeCom OAuth: once per visitor
-        elif not tried and "MicroMessenger" in request.headers.get("User-Agent", ""):
-            return _oauth_redirect(request, slug, option_id, cookie)
+        elif not tried and "MicroMessenger" in (agent := request.headers.get("User-Agent", "")):
+            # Inside WeChat the official account identifies everyone (openid); inside the WeCom client (its agent
+            # also says wxwork) WeCom's own OAuth is the one that works, when it is on.
+            official = bool(settings.LIVECODE_OA_APPID) and not ("wxwork" in agent and settings.LIVECODE_WECOM_OAUTH)
+            return _oauth_redirect(request, slug, option_id, cookie, official_account=official)
     result = hotpath.scan(slug=slug, cookie=cookie, option_id=option_id, region=region, lat=lat, lng=lng,
-                          known=known)
+                          known=known, person=person)
     language = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME, "")
     if language not in _languages():
         language = settings.LANGUAGE_CODE
@@ -83,16 +90,22 @@ def landing_response(request: HttpRequest, slug: str) -> HttpResponse:
     return response
 
 
-OAUTH_STATE = "lcid"
+OAUTH_STATE, OA_STATE = "lcid", "lcoa"
 
 
-def _oauth_redirect(request: HttpRequest, slug: str, option_id: int | None, cookie: str | None) -> HttpResponse:
-    """Send a first-time scanner inside WeChat/WeCom through WeCom's silent OAuth (API.md §8); the cookie
-    remembers the attempt, so someone who is not recognised is never sent again."""
+def _oauth_redirect(request: HttpRequest, slug: str, option_id: int | None, cookie: str | None, *,
+                    official_account: bool) -> HttpResponse:
+    """Send a first-time scanner inside WeChat/WeCom through a silent OAuth (``snsapi_base``, API.md §8): the
+    official account's or WeCom's. The cookie remembers the attempt, so nobody is sent twice."""
     back = f"{settings.LIVECODE_PUBLIC_BASE_URL.rstrip('/')}/l/{slug}" + (f"?o={option_id}" if option_id else "")
-    target = (f"{settings.LIVECODE_OAUTH_AUTHORIZE_URL}?appid={quote(settings.WECOM_CORP_ID)}"
-              f"&redirect_uri={quote(back, safe='')}&response_type=code&scope=snsapi_base&state={OAUTH_STATE}"
-              f"&agentid={quote(settings.WECOM_AGENT_ID)}#wechat_redirect")
+    if official_account:
+        target = (f"{settings.LIVECODE_OAUTH_AUTHORIZE_URL}?appid={quote(settings.LIVECODE_OA_APPID)}"
+                  f"&redirect_uri={quote(back, safe='')}&response_type=code&scope=snsapi_base&state={OA_STATE}"
+                  f"#wechat_redirect")
+    else:
+        target = (f"{settings.LIVECODE_OAUTH_AUTHORIZE_URL}?appid={quote(settings.WECOM_CORP_ID)}"
+                  f"&redirect_uri={quote(back, safe='')}&response_type=code&scope=snsapi_base&state={OAUTH_STATE}"
+                  f"&agentid={quote(settings.WECOM_AGENT_ID)}#wechat_redirect")
     response = HttpResponse(status=302)
     response.headers["Location"] = target
     response.headers["Content-Length"] = "0"

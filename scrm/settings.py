@@ -256,6 +256,17 @@ LIVECODE_UPLOAD_MAX_PIXELS = env_int("LIVECODE_UPLOAD_MAX_PIXELS", 4096 * 4096, 
 # is sent back there. Needs LIVECODE_PUBLIC_BASE_URL's domain as the app's trusted domain.
 LIVECODE_WECOM_OAUTH = env_bool("LIVECODE_WECOM_OAUTH", False)
 LIVECODE_OAUTH_AUTHORIZE_URL = env_str("LIVECODE_OAUTH_AUTHORIZE_URL", "https://open.weixin.qq.com/connect/oauth2/authorize")
+# Or through a WeChat official account's silent OAuth (API.md §8), used inside WeChat when both are set: the
+# openid makes routing sticky across cookies and devices, and a unionid (when WeChat gives one) recognises a known
+# customer. The account's web-authorisation domain must be LIVECODE_PUBLIC_BASE_URL's domain.
+LIVECODE_OA_APPID = env_str("LIVECODE_OA_APPID", "")
+LIVECODE_OA_SECRET = env_secret("LIVECODE_OA_SECRET", "")
+if bool(LIVECODE_OA_APPID) != bool(LIVECODE_OA_SECRET):
+    raise ImproperlyConfigured("LIVECODE_OA_APPID and LIVECODE_OA_SECRET are set together (or neither)")
+# Base URL of WeChat's official-account API (sns/oauth2/access_token); the simulator serves it too.
+WECHAT_OA_API_BASE = env_str("WECHAT_OA_API_BASE", "https://api.weixin.qq.com/")
+if not WECHAT_OA_API_BASE.endswith("/"):
+    raise ImproperlyConfigured(f"WECHAT_OA_API_BASE={WECHAT_OA_API_BASE!r} must end in /")
 # Request header holding the scanner's province or city, set by a GeoIP-aware proxy (empty: not used).
 LIVECODE_REGION_HEADER = env_str("LIVECODE_REGION_HEADER", "")
 # Hosts serving WeCom's contact-way and join-way QR images, allowed in the landing page's img-src.

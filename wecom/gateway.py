@@ -73,6 +73,9 @@ def get_backend() -> WeComBackend:
             app_msg_rate_per_min=settings.WECOM_APP_MSG_RATE_PER_MIN,
             key_prefix=settings.REDIS_KEY_PREFIX,
             rate_wait=settings.WECOM_RATE_MAX_WAIT,
+            oa_appid=settings.LIVECODE_OA_APPID,
+            oa_secret=settings.LIVECODE_OA_SECRET,
+            oa_api_base=settings.WECHAT_OA_API_BASE,
         ),
         get_redis(),
     )
@@ -129,6 +132,24 @@ def oauth_user_get(*, code: str) -> OAuthIdentity:
     if not code or len(code) > 512:
         raise ValueError("an OAuth code is 1 to 512 characters")
     return get_backend().get_oauth_user(code)
+
+
+@dataclass(frozen=True)
+class OAIdentity:
+    """What a WeChat official account's ``sns/oauth2/access_token`` says about the person behind a ``code``: the
+    ``openid`` (stable per account and person) and, only sometimes with ``snsapi_base``, the ``unionid``."""
+
+    openid: str
+    unionid: str = ""
+
+
+def oa_identity_get(*, code: str) -> OAIdentity:
+    """Resolve an official-account OAuth ``code`` (single use, valid 5 minutes; never retried)."""
+    if not code or len(code) > 512:
+        raise ValueError("an OAuth code is 1 to 512 characters")
+    if not (settings.LIVECODE_OA_APPID and settings.LIVECODE_OA_SECRET):
+        raise ValueError("no official account is configured (LIVECODE_OA_APPID, LIVECODE_OA_SECRET)")
+    return get_backend().get_oa_identity(code)
 
 
 # --- customer groups --------------------------------------------------------------------------------------

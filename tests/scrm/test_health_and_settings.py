@@ -42,6 +42,8 @@ def _settings_error(**env) -> str:
     ({"WECOM_TIMEOUT": "soon"}, "WECOM_TIMEOUT='soon' is not a number"),
     ({"CORP_TIME_ZONE": "Mars/Base"}, "CORP_TIME_ZONE='Mars/Base' is not a known time zone"),
     ({"WECOM_BACKEND": "smoke"}, "WECOM_BACKEND='smoke' must be 'http' or 'fake'"),
+    ({"LIVECODE_OA_APPID": "wxONLYAPPID"}, "LIVECODE_OA_APPID and LIVECODE_OA_SECRET are set together"),
+    ({"WECHAT_OA_API_BASE": "https://api.weixin.qq.com"}, "WECHAT_OA_API_BASE='https://api.weixin.qq.com' must end in /"),
 ])
 def test_bad_settings_fail_loudly_at_startup(env, message):
     assert message in _settings_error(**env)

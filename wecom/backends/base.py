@@ -14,7 +14,7 @@ from wecom.contracts import (
 )
 
 if TYPE_CHECKING:
-    from wecom.gateway import OAuthIdentity
+    from wecom.gateway import OAIdentity, OAuthIdentity
 
 
 class WeComBackend(Protocol):
@@ -26,6 +26,7 @@ class WeComBackend(Protocol):
     def batch_get_external_contacts(self, userids: list[str], cursor: str, limit: int) -> ContactPage: ...
     def remark_external_contact(self, userid: str, external_userid: str, remark: str, description: str) -> None: ...
     def get_oauth_user(self, code: str) -> "OAuthIdentity": ...
+    def get_oa_identity(self, code: str) -> "OAIdentity": ...  # the official account's OAuth, not WeCom's
     # customer groups
     def list_group_chats(self, cursor: str, limit: int) -> GroupChatPage: ...
     def get_group_chat(self, chat_id: str) -> GroupChatDetail: ...

@@ -38,6 +38,7 @@ class FakeBackend:
         self.groupmsg_results: dict[tuple[str, str], list[dict]] = {}
         self.media: dict[str, bytes] = {}
         self.oauth_codes: dict[str, object] = {}  # OAuth code → gateway.OAuthIdentity (each used once)
+        self.oa_codes: dict[str, object] = {}  # official-account OAuth code → gateway.OAIdentity (each used once)
         self.calls: list[tuple[str, tuple]] = []
         self._failures: dict[str, list[Exception]] = defaultdict(list)
         self._ids = itertools.count(1)
@@ -70,6 +71,12 @@ class FakeBackend:
         if code not in self.oauth_codes:
             raise WeComError(40029, "invalid code", permanent=True, api="auth/getuserinfo")
         return self.oauth_codes.pop(code)
+
+    def get_oa_identity(self, code: str):
+        self._record("get_oa_identity", code)
+        if code not in self.oa_codes:
+            raise WeComError(40029, "invalid code", permanent=True, api="sns/oauth2/access_token")
+        return self.oa_codes.pop(code)
 
     def list_external_contact_ids(self, userid: str) -> list[str]:
         self._record("list_external_contact_ids", userid)

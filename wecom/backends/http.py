@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import requests
 from wechatpy.enterprise import WeChatClient
-from wechatpy.exceptions import WeChatClientException
+from wechatpy.exceptions import WeChatClientException, WeChatOAuthException
+from wechatpy.oauth import WeChatOAuth
 from wechatpy.session.redisstorage import RedisStorage
 
 from wecom.contracts import (
@@ -52,6 +53,9 @@ class HttpConfig:
     app_msg_rate_per_min: int
     key_prefix: str = "scrm"
     rate_wait: float = 30.0
+    oa_appid: str = ""  # a WeChat official account, for landing-page OAuth (API.md §8)
+    oa_secret: str = ""
+    oa_api_base: str = "https://api.weixin.qq.com/"
 
 
 class WeComClient(WeChatClient):
@@ -85,6 +89,19 @@ class WeComClient(WeChatClient):
 
     def invalidate_token(self) -> None:
         self.session.delete(self.access_token_key)
+
+
+class OfficialAccountOAuth(WeChatOAuth):
+    """wechatpy's official-account OAuth with the API base from configuration and a timeout on every request."""
+
+    def __init__(self, *, app_id: str, secret: str, api_base: str, timeout: float) -> None:
+        super().__init__(app_id, secret, redirect_uri="")
+        self.API_BASE_URL = api_base
+        self.timeout = timeout
+
+    def _request(self, method, url_or_endpoint, **kwargs):
+        kwargs.setdefault("timeout", self.timeout)
+        return super()._request(method, url_or_endpoint, **kwargs)
 
 
 def _tags(raw: list[dict]) -> tuple[TagRef, ...]:
@@ -220,6 +237,27 @@ class HttpBackend:
         return OAuthIdentity(userid=raw.get("userid") or raw.get("UserId") or "",
                              openid=raw.get("openid") or raw.get("OpenId") or "",
                              external_userid=raw.get("external_userid") or "")
+
+    def get_oa_identity(self, code: str):
+        from wecom.gateway import OAIdentity
+
+        api = "sns/oauth2/access_token"
+        oauth = OfficialAccountOAuth(app_id=self.config.oa_appid, secret=self.config.oa_secret,
+                                     api_base=self.config.oa_api_base, timeout=self.config.timeout)
+        try:  # a code is single use: never retried
+            raw = oauth.fetch_access_token(code)
+        except WeChatOAuthException as exc:
+            if exc.errcode is None:
+                raise WeComTransientError(None, "HTTP error from WeChat", api=api) from exc
+            logger.warning("wechat oa oauth error errcode=%s", exc.errcode)
+            raise error_for_code(int(exc.errcode), str(exc.errmsg), api=api) from exc
+        except requests.Timeout as exc:
+            raise WeComUnknownOutcome("timed out after the request was sent", api=api) from exc
+        except requests.RequestException as exc:
+            raise WeComTransientError(None, f"cannot reach WeChat: {exc.__class__.__name__}", api=api) from exc
+        if not isinstance(raw, dict) or not raw.get("openid"):
+            raise WeComTransientError(None, "WeChat answered without an openid", api=api)
+        return OAIdentity(openid=str(raw["openid"])[:64], unionid=str(raw.get("unionid") or "")[:64])
 
     def list_external_contact_ids(self, userid: str) -> list[str]:
         try:

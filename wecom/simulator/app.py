@@ -35,6 +35,7 @@ class Simulator:
         self.world = World()
         self.tokens = TokenStore()
         self.media_blobs: dict[str, bytes] = {}
+        self.oa_codes_used: set[str] = set()  # official-account OAuth codes are single use
         self.faults = Faults()
         self.limiter = RateLimiter(self.clock, self.settings)
         self.crypto = WeComCrypto(config.token, config.aes_key, config.corp_id)
@@ -79,6 +80,7 @@ class Simulator:
             self.world = World()
             self.tokens = TokenStore()
             self.media_blobs = {}
+            self.oa_codes_used = set()
             self.clock.reset()
             if seed_demo:
                 seed_demo_world(self.world)

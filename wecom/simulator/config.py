@@ -31,6 +31,8 @@ class SimulatorConfig:
     corp_id: str = "wwSIMCORP00000001"
     secret: str = "sim-secret"
     agent_id: int = 1000002
+    oa_appid: str = "wxSIMOA0000000001"  # a WeChat official account for landing-page OAuth (API.md §8)
+    oa_secret: str = "sim-oa-secret"
     token: str = "simtoken"
     aes_key: str = DEFAULT_AES_KEY
     state_file: str = ""
@@ -193,6 +195,14 @@ def build_arg_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--token", default=env("WECOM_TOKEN", "simtoken"), help="callback token (WECOM_TOKEN)"
     )
     parser.add_argument(
+        "--oa-appid", default=env("LIVECODE_OA_APPID", "wxSIMOA0000000001"),
+        help="official account appid for sns/oauth2 (LIVECODE_OA_APPID)",
+    )
+    parser.add_argument(
+        "--oa-secret", default=env("LIVECODE_OA_SECRET", "sim-oa-secret"),
+        help="official account secret (LIVECODE_OA_SECRET)",
+    )
+    parser.add_argument(
         "--aes-key",
         default=env("WECOM_AES_KEY", DEFAULT_AES_KEY),
         help="43-char EncodingAESKey (WECOM_AES_KEY)",
@@ -218,6 +228,8 @@ def config_from_args(argv: Sequence[str] | None, environ: Mapping[str, str]) -> 
             corp_id=args.corp_id,
             secret=args.secret,
             agent_id=args.agent_id,
+            oa_appid=args.oa_appid,
+            oa_secret=args.oa_secret,
             token=args.token,
             aes_key=args.aes_key,
             state_file=args.state_file,

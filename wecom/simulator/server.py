@@ -21,6 +21,7 @@ from .control import handle_control
 from .persistence import StateFileError
 from .transport import Request, Response
 from .wire.dispatch import API_PREFIX, handle_api
+from .wire.official_account import OA_OAUTH_PATH, handle_oa_oauth
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
         simulator = self.server.simulator
         if request.path.startswith(API_PREFIX):
             return handle_api(simulator, request)
+        if request.path == OA_OAUTH_PATH:
+            return handle_oa_oauth(simulator, request)
         if request.path == "/":
             return Response.redirect("/sim/")
         if request.path == "/sim" or request.path.startswith("/sim/"):
