@@ -5,7 +5,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from journeys import services
 from journeys.models import Journey
@@ -60,19 +60,7 @@ def journey_scan(*, journey: Journey, at: datetime) -> int:
             ids = [r[0] for r in cur.fetchall()]
         return services.journey_enroll(journey=journey, contact_ids=ids, entry_key=f"inactive:{start.date()}", at=at)
     if trig == Journey.Trigger.SEGMENT_ENTERED:
-        from tagging.models import Segment
-        from tagging.segments import segment_member_ids
-
-        segment = Segment.objects.filter(pk=cfg.get("segment_id")).first()
-        if segment is None:
-            return 0
-        total, chunk = 0, []
-        for cid in segment_member_ids(user=None, expression=segment.expression):
-            chunk.append(cid)
-            if len(chunk) >= 5000:
-                total += services.journey_enroll(journey=journey, contact_ids=chunk, entry_key="segment", at=at)
-                chunk = []
-        return total + services.journey_enroll(journey=journey, contact_ids=chunk, entry_key="segment", at=at)
+        return _segment_entered(journey, cfg, at)
     if trig == Journey.Trigger.TAG_ADDED:
         since = max(journey.validated_at or at, at - timedelta(days=1))
         with connection.cursor() as cur:
@@ -81,3 +69,25 @@ def journey_scan(*, journey: Journey, at: datetime) -> int:
             ids = [r[0] for r in cur.fetchall()]
         return services.journey_enroll(journey=journey, contact_ids=ids, entry_key="tag:+", at=at)
     return 0
+
+
+def _segment_entered(journey: Journey, cfg: dict, at: datetime) -> int:
+    """Contacts who entered the segment since the last sweep (a transition, not "is in it"): the membership seen by
+    the journey family is kept as a bitmap, and entrants are enrolled in the same transaction that moves it on.
+    ``include_existing`` (default true) decides whether those already in the segment at go-live enter too."""
+    from tagging.models import Segment
+    from tagging.segments import segment_entrants
+
+    segment = Segment.objects.filter(pk=cfg.get("segment_id")).first()
+    if segment is None:
+        return 0
+    family = journey.family_id or journey.pk
+    with transaction.atomic():
+        entered = segment_entrants(key=f"journey:{family}:segment:{segment.pk}", expression=segment.expression,
+                                   include_existing=bool(cfg.get("include_existing", True)), at=at)
+        total = 0
+        for start in range(0, len(entered), 5000):
+            total += services.journey_enroll(journey=journey, contact_ids=entered[start:start + 5000],
+                                             entry_key=f"segment:{at.isoformat()}", at=at)
+        return total
+

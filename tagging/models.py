@@ -245,3 +245,19 @@ class StaffScopeVersion(models.Model):
 
     def __str__(self) -> str:
         return f"staff {self.staff_id} v{self.version}"
+
+
+class SegmentWatch(models.Model):
+    """A segment's membership as last seen by one watcher (a journey family's "entered a segment" trigger), kept
+    as a serialized roaring bitmap so the next look can tell who entered since (members now − members then)."""
+
+    key = models.CharField(max_length=64, unique=True)
+    members = models.BinaryField(default=bytes)
+    taken_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("segment watch")
+        verbose_name_plural = _("segment watches")
+
+    def __str__(self) -> str:
+        return self.key

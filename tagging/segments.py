@@ -14,13 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from pyroaring import FrozenBitMap
+from pyroaring import BitMap, FrozenBitMap
 
 from accounts.models import User
 from scrm.clock import now
 from scrm.errors import ApplicationError
 from tagging import bitmaps, rules
-from tagging.models import Tag
+from tagging.models import SegmentWatch, Tag
 
 SQL_RESTRICT_MAX = 50_000  # a tag part this small restricts the SQL of the other conditions to its ids
 
@@ -196,3 +196,24 @@ def segment_export_rows(*, user: User, expression: Any) -> Iterator[list[str]]:
 def _csv_safe(text: str) -> str:
     """Spreadsheet formula injection guard: a leading = + - @ is neutralised."""
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def segment_entrants(*, key: str, expression: Any, include_existing: bool, at: datetime | None = None) -> list[int]:
+    """Contacts who entered the segment since this watcher (``key``) last looked, and remember who is in it now.
+
+    Run it inside the transaction that acts on the entrants: the watch row stays locked until that transaction
+    ends, so two sweeps never hand out the same entrants and a failed action hands them out again. The first look
+    returns everyone in the segment when ``include_existing`` and nobody otherwise (it only sets the baseline).
+    Someone who leaves and comes back is an entrant again.
+    """
+    current = BitMap(segment_member_ids(user=None, expression=expression))
+    watch, created = SegmentWatch.objects.select_for_update().get_or_create(key=key)
+    if created or watch.taken_at is None:
+        entered = current if include_existing else BitMap()
+    else:
+        entered = current - BitMap.deserialize(bytes(watch.members))
+    watch.members = current.serialize()
+    watch.taken_at = at or now()
+    watch.save(update_fields=["members", "taken_at"])
+    return list(entered)
+
