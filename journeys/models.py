@@ -296,17 +296,22 @@ class OutboundMessage(models.Model):
         FAILED = "failed", _("Failed")
         UNKNOWN = "unknown", _("Unknown outcome (not re-sent automatically)")
 
-    # Audit references (corp, journey, step, enrollment) carry no FK constraint: they cost a trigger per row on the
-    # hot insert path (bench/journeys.py) and rows outlive edits; contact and staff stay enforced.
+    # No FK constraint on the hot insert path (bench/journeys.py): an RI check per row and per reference locks the
+    # referenced row (FOR KEY SHARE), and two sweepers locking the same 200 staff rows pile up multixacts. Audit
+    # references (corp, journey, step, enrollment) outlive edits; contact and staff are written from rows the
+    # sweeper read in the same transaction, Django still cascades deletes, and the sender settles rows whose
+    # contact or staff member vanished in a race as FAILED (journeys/sender.py).
     corp = models.ForeignKey("contacts.Corp", on_delete=models.DO_NOTHING, related_name="+", db_constraint=False,
                              db_index=False)
-    idempotency_key = models.CharField(max_length=96, unique=True)
+    idempotency_key = models.CharField(max_length=96)  # unique: outbound_unique_key (no extra LIKE index)
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
     priority = models.CharField(_("priority"), max_length=16, choices=Priority.choices)
     contact = models.ForeignKey("contacts.Contact", null=True, blank=True, on_delete=models.CASCADE,
-                                related_name="outbound_messages", db_index=False)  # outbound_contact_time covers it
+                                related_name="outbound_messages", db_index=False,  # outbound_contact_time covers it
+                                db_constraint=False)
     chat_id = models.CharField(_("chat id"), max_length=64, blank=True)
-    staff = models.ForeignKey("contacts.Staff", on_delete=models.CASCADE, related_name="outbound_messages")
+    staff = models.ForeignKey("contacts.Staff", on_delete=models.CASCADE, related_name="outbound_messages",
+                              db_constraint=False, db_index=False)  # outbound_pending serves the sender
     content = models.JSONField(_("content"))
     content_hash = models.CharField(max_length=64)
     journey = models.ForeignKey(Journey, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
@@ -316,7 +321,7 @@ class OutboundMessage(models.Model):
     enrollment = models.ForeignKey(Enrollment, null=True, blank=True, on_delete=models.DO_NOTHING,
                                    related_name="messages", db_constraint=False)
     broadcast = models.ForeignKey(Broadcast, null=True, blank=True, on_delete=models.SET_NULL,
-                                  related_name="messages")
+                                  related_name="messages", db_index=False)  # outbound_broadcast (partial)
     task = models.ForeignKey(MassSendTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages",
                              db_index=False)  # outbound_task covers it
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -334,8 +339,11 @@ class OutboundMessage(models.Model):
             models.Index(fields=["staff", "content_hash", "next_attempt_at"], name="outbound_pending",
                          condition=Q(status="pending")),
             models.Index(fields=["contact", "created_at"], name="outbound_contact_time"),
-            models.Index(fields=["task", "contact"], name="outbound_task"),
+            # Partial: a journey step's row is inserted without a task or a broadcast and costs these nothing.
+            models.Index(fields=["task", "contact"], name="outbound_task_set", condition=Q(task__isnull=False)),
+            models.Index(fields=["broadcast"], name="outbound_broadcast", condition=Q(broadcast__isnull=False)),
         ]
+        constraints = [models.UniqueConstraint(fields=["idempotency_key"], name="outbound_unique_key")]
 
     def __str__(self) -> str:
         return f"{self.channel} → {self.contact_id or self.chat_id} ({self.status})"

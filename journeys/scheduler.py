@@ -9,21 +9,23 @@ nothing new. The broker carries only group hand-offs ("send what is pending for 
 
 import json
 import logging
+import time
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
 
-from journeys import engine
+from journeys import engine, fastpath
 from journeys.messages import content_hash, render
 from journeys.models import Channel, Journey, JourneyStep
 from scrm.clock import now
 
 logger = logging.getLogger(__name__)
 MAX_MOVES = 25  # steps one enrollment may take in one go (wait/tag/branch chains)
-ACTIVE_OUTBOX = ("pending", "sending", "queued", "sent", "unknown")
+ACTIVE_OUTBOX = fastpath.ACTIVE_OUTBOX
 
 
 def policy_get() -> engine.Policy:
@@ -39,6 +41,19 @@ class AdvanceResult:
     outbox: int = 0
     groups: set = field(default_factory=set)
     outcomes: dict = field(default_factory=lambda: defaultdict(int))
+    set_based: int = 0  # rows sent and finished by journeys/fastpath.py
+    # Seconds per phase: claim, checks (facts, engine, set-based checks), outbox, step_runs, enrollments,
+    # commit, dispatch.
+    timings: dict = field(default_factory=lambda: defaultdict(float))
+
+
+@contextmanager
+def _clock(result: AdvanceResult, phase: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.timings[phase] += time.perf_counter() - start
 
 
 @dataclass
@@ -70,9 +85,10 @@ class _Plans(dict):
 
 
 def enrollments_advance_due(*, at: datetime | None = None, batch: int | None = None, max_batches: int | None = None,
-                            dispatch=None) -> AdvanceResult:
+                            dispatch=None, set_based: bool = True) -> AdvanceResult:
     """Advance every enrollment due at ``at``; returns counts. ``dispatch(groups)`` runs after each commit
-    (default: enqueue one sender task per (staff, content) group)."""
+    (default: enqueue one sender task per (staff, content) group). ``set_based=False`` sends every row through
+    the per-row engine (the reference the set-based path is tested against)."""
     at = at or now()
     batch = batch or settings.JOURNEYS_SWEEP_BATCH
     dispatch = dispatch or dispatch_groups
@@ -80,20 +96,60 @@ def enrollments_advance_due(*, at: datetime | None = None, batch: int | None = N
     plans = _Plans()
     result = AdvanceResult()
     done = 0
+    floor = None
     while max_batches is None or done < max_batches:
         with transaction.atomic():
-            rows = _claim_rows(at=at, limit=batch)
+            with _clock(result, "claim"):
+                rows = _claim_rows(at=at, limit=batch, floor=floor)
             if not rows:
                 break
-            groups = _advance(rows, at=at, policy=policy, plans=plans, result=result)
-        ids = rows
-        result.claimed += len(ids)
+            floor = max(r["next_run_at"] for r in rows)
+            groups = _batch_run(rows, at=at, policy=policy, plans=plans, result=result, set_based=set_based)
+            committing = time.perf_counter()
+        result.timings["commit"] += time.perf_counter() - committing
+        result.claimed += len(rows)
         result.groups |= groups
-        dispatch(groups)
+        with _clock(result, "dispatch"):
+            dispatch(groups)
         done += 1
-        if len(ids) < batch:
+        if len(rows) < batch:
             break
     return result
+
+
+def _batch_run(rows: list[dict], *, at: datetime, policy: engine.Policy, plans: "_Plans", result: AdvanceResult,
+               set_based: bool) -> set:
+    """One claimed batch: the set-based path takes what it can, the per-row engine the rest."""
+    groups: set = set()
+    rest = rows
+    if set_based:
+        with _clock(result, "checks"):
+            candidates, rest = fastpath.rows_split(rows, plans=plans, at=at, policy=policy)
+        for shape, candidate_rows in candidates.items():
+            groups |= _final_sends(shape, candidate_rows, rest, at=at, policy=policy, result=result)
+    if rest:
+        groups |= _advance(rest, at=at, policy=policy, plans=plans, result=result)
+    return groups
+
+
+def _final_sends(shape: fastpath.FinalSend, rows: list[dict], rest: list[dict], *, at: datetime,
+                 policy: engine.Policy, result: AdvanceResult) -> set:
+    """Send-then-done for the rows passing every check (set-based); the others are appended to ``rest``."""
+    with _clock(result, "checks"):
+        clean = fastpath.clean_select(shape, rows, at=at, policy=policy)
+        passed = {c[0] for c in clean}
+        rest.extend(r for r in rows if r["id"] not in passed)
+    if not clean:
+        return set()
+    with _clock(result, "outbox"):
+        inserted = fastpath.outbox_write(shape, clean, at=at)
+    with _clock(result, "enrollments"):
+        fastpath.enrollments_finish(shape, sorted(passed), at=at)
+    result.outbox += sum(inserted.values())
+    result.set_based += len(clean)
+    result.outcomes["sent"] += len(clean)
+    result.outcomes["done"] += len(clean)
+    return {(staff_id, shape.digest) for staff_id in inserted}
 
 
 def enrollments_claim(*, at: datetime, limit: int) -> list[int]:
@@ -104,19 +160,23 @@ def enrollments_claim(*, at: datetime, limit: int) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
-_CLAIM_COLS = ("id", "journey_id", "contact_id", "position", "seq", "holdout", "entered_at", "hold_count", "context")
+_CLAIM_COLS = ("id", "journey_id", "contact_id", "position", "seq", "holdout", "entered_at", "hold_count", "context",
+               "next_run_at")
 
 
-def _claim_rows(*, at: datetime, limit: int) -> list[dict]:
-    """The claim query returning what the batch needs (one round trip)."""
+def _claim_rows(*, at: datetime, limit: int, floor: datetime | None = None) -> list[dict]:
+    """The claim query returning what the batch needs (one round trip). ``floor``: the latest ``next_run_at``
+    the previous batch of this sweep claimed; the index scan starts there instead of walking over the entries
+    every earlier batch left behind (rows below it that were locked by another sweeper, or are new, are due
+    for the next tick)."""
     with connection.cursor() as cur:
+        # Batch queries cross the planner's JIT threshold, and compiling costs more than it saves at this size.
+        cur.execute("SET LOCAL jit = off")
+        above = "AND next_run_at >= %s " if floor else ""
         cur.execute(f"SELECT {', '.join(_CLAIM_COLS)} FROM journeys_enrollment WHERE status = 'active' "  # noqa: S608
-                    "AND next_run_at <= %s ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED", [at, limit])
-        rows = [dict(zip(_CLAIM_COLS, r, strict=True)) for r in cur.fetchall()]
-    for row in rows:  # Django leaves jsonb undecoded on raw cursors
-        if isinstance(row["context"], str):
-            row["context"] = json.loads(row["context"])
-    return rows
+                    f"AND next_run_at <= %s {above}ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                    [at, floor, limit] if floor else [at, limit])
+        return [dict(zip(_CLAIM_COLS, r, strict=True)) for r in cur.fetchall()]
 
 
 def dispatch_groups(groups: set) -> None:
@@ -128,6 +188,24 @@ def dispatch_groups(groups: set) -> None:
 
 # --- one batch -----------------------------------------------------------------------------------------------
 def _advance(rows: list[dict], *, at: datetime, policy: engine.Policy, plans: _Plans, result: AdvanceResult) -> set:
+    with _clock(result, "checks"):
+        outbox, runs, updates = _decide(rows, at=at, policy=policy, plans=plans, result=result)
+    with _clock(result, "outbox"):
+        groups = _outbox_insert(outbox)
+    result.outbox += len(groups)
+    with _clock(result, "step_runs"):
+        _runs_insert(runs)
+    with _clock(result, "enrollments"):
+        _enrollments_write(updates)
+    return {(staff_id, digest) for staff_id, digest in groups}
+
+
+def _decide(rows: list[dict], *, at: datetime, policy: engine.Policy, plans: _Plans,
+            result: AdvanceResult) -> tuple[list, list, list]:
+    """The per-row engine over one batch: (outbox rows, step runs, enrollment updates)."""
+    for row in rows:  # Django leaves jsonb undecoded on raw cursors
+        if isinstance(row["context"], str):
+            row["context"] = json.loads(row["context"])
     contact_ids = sorted({r["contact_id"] for r in rows})
     needs = set()
     for journey_id in {r["journey_id"] for r in rows}:
@@ -220,11 +298,7 @@ def _advance(rows: list[dict], *, at: datetime, policy: engine.Policy, plans: _P
             state["next_run_at"] = at + timedelta(minutes=1)  # a long chain: continue next tick
         updates.append((row["id"], state["position"], state["seq"], state["hold_count"], state["status"],
                         state["next_run_at"], state["finished_at"], state["exit_reason"]))
-    groups = _outbox_insert(outbox)
-    result.outbox += len(groups)
-    _runs_insert(runs)
-    _enrollments_write(updates)
-    return {(staff_id, digest) for staff_id, digest in groups}
+    return outbox, runs, updates
 
 
 def _run(row: dict, step: JourneyStep | None, outcome: str, detail: str, at: datetime, key: str) -> tuple:

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 
+from contacts.models import Staff
 from journeys.models import OUTBOUND_TRANSITIONS, Channel, ContactQuota, MassSendTask, OutboundMessage
 from scrm.clock import from_timestamp, now
 from wecom import gateway
@@ -67,6 +68,11 @@ def _claim(staff_id: int, content_hash: str, at: datetime):
         )
         if not rows:
             return None
+        if not Staff.objects.filter(pk=staff_id).exists():  # deleted in a race with the sweeper (no FK on the outbox)
+            _set_status(OutboundMessage.objects.filter(pk__in=[r["id"] for r in rows]), S.FAILED,
+                        last_error="staff member deleted", next_attempt_at=None)
+            logger.warning("outbox rows orphaned staff=%s rows=%s", staff_id, len(rows))
+            return None
         channel = rows[0]["channel"]
         rows = rows[:_limit(channel)]
         task = MassSendTask.objects.create(staff_id=staff_id, channel=channel, content_hash=content_hash,
@@ -79,7 +85,7 @@ def _claim(staff_id: int, content_hash: str, at: datetime):
 
 
 def _deliver(task: MassSendTask, rows: list[dict], at: datetime) -> bool:
-    from contacts.models import Contact, Staff
+    from contacts.models import Contact
 
     staff = Staff.objects.get(pk=task.staff_id)
     content = rows[0]["content"]
@@ -100,6 +106,12 @@ def _deliver(task: MassSendTask, rows: list[dict], at: datetime) -> bool:
         else:
             ext = dict(Contact.objects.filter(pk__in=[r["contact_id"] for r in rows])
                        .values_list("pk", "external_userid"))
+            gone = [r["id"] for r in rows if r["contact_id"] not in ext]
+            if gone:
+                _orphans_fail(task, gone, "contact deleted", whole_task=len(gone) == len(rows))
+                rows = [r for r in rows if r["contact_id"] in ext]
+                if not rows:
+                    return True
             result = gateway.mass_message_create(sender=staff.userid, content=message,
                                                  external_userids=[ext[r["contact_id"]] for r in rows])
     except WeComUnknownOutcome as exc:
@@ -128,6 +140,16 @@ def _deliver(task: MassSendTask, rows: list[dict], at: datetime) -> bool:
                                                        next_poll_at=at + POLL_EVERY)
     _remind(task, staff.userid, len(rows) - len(rejected))
     return True
+
+
+def _orphans_fail(task: MassSendTask, ids: list[int], reason: str, *, whole_task: bool) -> None:
+    """Rows whose contact was deleted in a race with the sweeper (no FK on the outbox): settled, never sent."""
+    with transaction.atomic():
+        _set_status(OutboundMessage.objects.filter(pk__in=ids, status=S.SENDING), S.FAILED, last_error=reason,
+                    next_attempt_at=None)
+        if whole_task:
+            MassSendTask.objects.filter(pk=task.pk).update(status=MassSendTask.Status.FAILED, last_error=reason)
+    logger.warning("outbox rows orphaned task_id=%s rows=%s reason=%s", task.pk, len(ids), reason)
 
 
 def _retry_later(task: MassSendTask, batch, exc: WeComError, at: datetime) -> None:
