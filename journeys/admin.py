@@ -82,9 +82,12 @@ class JourneyAdmin(admin.ModelAdmin):
         if not obj.pk:
             return "-"
         found = services.journey_validate(journey=obj)
-        if not found:
+        warnings = services.journey_warnings(journey=obj)
+        if not found and not warnings:
             return _("Ready to go live")
-        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((p,) for p in found)))
+        items = format_html_join("", "<li>{}</li>", ((p,) for p in found))
+        notes = format_html_join("", '<li class="warning">{}</li>', ((w,) for w in warnings))
+        return format_html("<ul>{}{}</ul>", items, notes)
 
     @admin.display(description=_("Report"))
     def report_link(self, obj):
@@ -132,6 +135,8 @@ class JourneyAdmin(admin.ModelAdmin):
             try:
                 services.journey_go_live(journey=journey)
                 self.message_user(request, _("%(name)s is live") % {"name": journey})
+                for warning in services.journey_warnings(journey=journey):
+                    self.message_user(request, f"{journey}: {warning}", messages.WARNING)
             except ApplicationError as exc:
                 self.message_user(request, f"{journey}: {exc.message}", messages.ERROR)
 

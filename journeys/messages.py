@@ -16,6 +16,9 @@ FIELDS = {
     "coupon_expires": "the entitlement's expiry date",
     "today": "today's date (corp time zone)",
 }
+# Fields that differ from one customer to the next. WeCom takes one content per confirm-task, so a template using
+# any of them becomes one task per customer, each confirmed separately by the staff member.
+PER_CUSTOMER_FIELDS = frozenset({"name", "coupon_name", "coupon_expires"})
 SAMPLE = {"name": "小红", "staff_name": "张伟", "coupon_name": "满100减20券", "coupon_expires": "2026-12-31",
           "today": "2026-11-23"}
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
@@ -46,6 +49,11 @@ def content_hash(content: dict) -> str:
 
 def template_fields(text: str) -> set[str]:
     return set(_PLACEHOLDER.findall(text or ""))
+
+
+def template_per_customer_fields(text: str) -> set[str]:
+    """The placeholders of ``text`` that make its content differ per customer (one confirm-task each)."""
+    return template_fields(text) & PER_CUSTOMER_FIELDS
 
 
 def template_check(*, text: str, kind: str, attachment: dict) -> None:

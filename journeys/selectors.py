@@ -160,8 +160,28 @@ def journey_dry_run(*, journey: Journey, days: int = 14, at: datetime | None = N
                     held[getattr(action, "reason", "held")] += 1
         scale = len(candidates) / len(sample) if sample else 0
         held = Counter({k: round(v * scale) for k, v in held.items()})
+    per_customer = _per_customer_sends(journey, per_day, days)
+    from journeys.services import journey_warnings
+
     return {"days": [{"day": d, "entering": round(per_day[d], 1), "sends": round(sends[d], 1)} for d in range(days)],
-            "entering_total": round(sum(per_day)), "sends_total": round(sum(sends)), "held_back": dict(held)}
+            "entering_total": round(sum(per_day)), "sends_total": round(sum(sends)), "held_back": dict(held),
+            "per_customer_tasks": round(per_customer), "warnings": journey_warnings(journey=journey)}
+
+
+def _per_customer_sends(journey: Journey, per_day: list[float], days: int) -> float:
+    """Sends over the window whose template differs per customer: each is a confirm-task of its own."""
+    from journeys.messages import template_per_customer_fields
+
+    total, day = 0.0, 0
+    for step in journey.steps.select_related("template").order_by("position"):
+        cfg = step.config or {}
+        if step.kind == "wait":
+            day = int(cfg["day"]) if "day" in cfg else day + int(cfg.get("days", 0)) + (
+                1 if cfg.get("hours", 0) >= 24 else 0)
+        if (step.kind == "send" and step.channel == "single" and step.template is not None
+                and template_per_customer_fields(step.template.text)):
+            total += sum(per_day[d] for d in range(days) if d + day < days)
+    return total
 
 
 def _send_offsets(journey: Journey) -> list[int]:

@@ -128,6 +128,26 @@ def journey_validate(*, journey: Journey) -> list[str]:
     return problems
 
 
+def journey_warnings(*, journey: Journey) -> list[str]:
+    """What will work but costs staff dearly: a 1:1 send whose template differs per customer becomes one WeCom
+    confirm-task per customer (WeCom takes one content per task), each confirmed separately."""
+    from django.utils.translation import gettext as _
+
+    from journeys.messages import template_per_customer_fields
+
+    found = []
+    for step in journey.steps.select_related("template").order_by("position"):
+        if step.kind != "send" or step.template is None or step.channel != "single":
+            continue
+        fields = sorted(template_per_customer_fields(step.template.text))
+        if fields:
+            found.append(_("step %(position)s: the template uses %(fields)s, so each customer becomes a separate "
+                           "WeCom confirm-task that their staff member must send one by one; remove these fields "
+                           "to send one task per staff member") % {
+                "position": step.position, "fields": ", ".join("{{ %s }}" % f for f in fields)})
+    return found
+
+
 def journey_go_live(*, journey: Journey, at: datetime | None = None) -> Journey:
     problems = journey_validate(journey=journey)
     if problems:
