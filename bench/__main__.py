@@ -7,11 +7,11 @@ uses so the benchmarks cannot rot; speed targets are reported, never asserted in
 import argparse
 import sys
 
-from bench import callbacks, contactlist, imports, journeys, livecodes, segments
+from bench import analytics, callbacks, contactlist, imports, journeys, livecodes, predictive, segments
 
 BENCHMARKS = {"callbacks": callbacks.run, "segments": segments.run, "livecodes": livecodes.run,
               "contactlist": contactlist.run, "imports": imports.run,
-              "journeys": journeys.run}
+              "journeys": journeys.run, "analytics": analytics.run, "predictive": predictive.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
+from contacts import fanout
 from contacts.models import Contact, ContactEvent, ContactFacts, Corp, Entitlement, Order
 from scrm.clock import now
 
@@ -165,6 +166,7 @@ def contact_facts_refresh(*, contact_ids: list[int]) -> None:
         return
     with connection.cursor() as cur:
         cur.execute(_FACTS_UPSERT, [now(), contact_ids])
+    fanout.orders_written(contact_ids=contact_ids)
 
 
 def contact_facts_refresh_sql(contact_ids_sql: str, params: list) -> None:
@@ -172,6 +174,7 @@ def contact_facts_refresh_sql(contact_ids_sql: str, params: list) -> None:
     sql = _FACTS_UPSERT.replace("o.contact_id = ANY(%s::bigint[])", f"o.contact_id IN ({contact_ids_sql})")
     with connection.cursor() as cur:
         cur.execute(sql, [now(), *params])
+    fanout.orders_written(contact_ids_sql=contact_ids_sql, params=params)
 
 
 def contact_active_touch(*, contact_id: int, at: datetime) -> None:

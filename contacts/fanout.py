@@ -17,6 +17,9 @@ def event_recorded(*, event: ContactEvent, context: dict) -> None:
     from journeys.events import contact_event_handle as journeys_handle
 
     journeys_handle(event=event, context=context)
+    from analytics.events import contact_event_handle as analytics_handle
+
+    analytics_handle(event=event, context=context)
 
 
 def tags_changed(*, contact_ids: list[int], tag_ids: list[int], added: bool) -> None:
@@ -24,3 +27,10 @@ def tags_changed(*, contact_ids: list[int], tag_ids: list[int], added: bool) -> 
     from journeys.events import tags_changed as journeys_handle
 
     journeys_handle(contact_ids=contact_ids, tag_ids=tag_ids, added=added)
+
+
+def orders_written(*, contact_ids: list[int] | None = None, contact_ids_sql: str = "", params: list | None = None) -> None:
+    """Orders of these contacts were written (also by bulk imports that record no events)."""
+    from analytics.events import contacts_facts_changed
+
+    contacts_facts_changed(contact_ids=contact_ids, contact_ids_sql=contact_ids_sql, params=params)

@@ -298,6 +298,10 @@ class ContactFacts(models.Model):
     rfm_r = models.PositiveSmallIntegerField(default=0)
     rfm_f = models.PositiveSmallIntegerField(default=0)
     rfm_m = models.PositiveSmallIntegerField(default=0)
+    # Predictive scores 0–1 (predictive app, nightly): NULL while the contact has not been scored.
+    churn_risk = models.FloatField(_("churn risk"), null=True, blank=True)
+    purchase_propensity = models.FloatField(_("purchase propensity"), null=True, blank=True)
+    scored_at = models.DateTimeField(_("scored at"), null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

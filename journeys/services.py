@@ -144,7 +144,7 @@ def journey_warnings(*, journey: Journey) -> list[str]:
             found.append(_("step %(position)s: the template uses %(fields)s, so each customer becomes a separate "
                            "WeCom confirm-task that their staff member must send one by one; remove these fields "
                            "to send one task per staff member") % {
-                "position": step.position, "fields": ", ".join("{{ %s }}" % f for f in fields)})
+                "position": step.position, "fields": ", ".join("{{ " + f + " }}" for f in fields)})
     return found
 
 

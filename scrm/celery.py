@@ -67,10 +67,35 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute="*/10"),
         "options": {"expires": 9 * 60},
     },
+    # Analytics: drain dirty contacts and rollup buckets (dashboards never read the event log).
+    "analytics.rollups_refresh": {
+        "task": "analytics.rollups_refresh",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Analytics: outcomes of broadcasts and journey send steps whose 30-day windows are still open.
+    "analytics.campaign_stats_refresh": {
+        "task": "analytics.campaign_stats_refresh",
+        "schedule": crontab(minute="*/10"),
+        "options": {"expires": 9 * 60},
+    },
+    # Analytics: the RFM grid snapshot, after the nightly RFM scoring below.
+    "analytics.rfm_snapshot_refresh": {
+        "task": "analytics.rfm_snapshot_refresh",
+        "schedule": crontab(hour=4, minute=30),
+        "options": {"expires": 3 * 3600},
+    },
     # Nightly: RFM scores over all buyers, then every active rule recomputed set-based (time windows move).
     "tagging.tag_rules_recompute_all": {
         "task": "tagging.tag_rules_recompute_all",
         "schedule": crontab(hour=3, minute=10),
+        "options": {"expires": 3 * 3600},
+    },
+    # Nightly: churn risk and purchase propensity retrained on the corp's history, everyone rescored, the
+    # predictive tag rules recomputed (after the tag sweep so the scores are the night's last word).
+    "predictive.models_retrain": {
+        "task": "predictive.models_retrain",
+        "schedule": crontab(hour=3, minute=30),
         "options": {"expires": 3 * 3600},
     },
 }

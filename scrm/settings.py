@@ -205,6 +205,7 @@ CELERY_TASK_ROUTES = {
     "journeys.mass_tasks_poll": {"queue": "wecom"},
     "journeys.triggers_scan": {"queue": "bulk"},
     "journeys.*": {"queue": "default"},
+    "predictive.*": {"queue": "bulk"},  # nightly training and rescoring: minutes of work
 }
 
 # --- WeCom ------------------------------------------------------------------------------------------

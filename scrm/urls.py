@@ -20,7 +20,9 @@ urlpatterns = [
     path("api/", include(("journeys.api_urls", "journeys-api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("analytics/predictive/", include("predictive.urls")),  # before any "analytics/" include
     path("tags/", include("tagging.urls")),
+    path("analytics/", include("analytics.urls")),
     path("", include("livecodes.urls")),  # /l/<slug> (the permanent URL) and /livecodes/
     path("", include("web.urls")),
 ]

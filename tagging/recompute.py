@@ -193,7 +193,7 @@ RFM_SEGMENTS = [  # (name, recency high, frequency high, monetary high)
     ("一般保持客户", False, True, False),
     ("一般挽留客户", False, False, False),
 ]
-PRESETS = ("rfm", "repeat_buyer", "high_order_value", "dormant_30d", "channel_sources")
+PRESETS = ("rfm", "repeat_buyer", "high_order_value", "dormant_30d", "channel_sources", "predictive")
 
 
 def _score(attr: str, high: bool) -> dict:
@@ -226,6 +226,11 @@ def tag_rule_presets_install(*, corp: Corp, preset: str, threshold: int = 500) -
         specs.append((_preset_tag(corp, Dimension.PREDICTIVE, "流失风险", "沉睡30天"), "沉睡30天",
                       {"and": [{"attr": "active_relations", "op": "gt", "value": 0},
                                {"not": {"attr": "last_active_at", "op": "within_days", "value": 30}}]}))
+    elif preset == "predictive":  # scores written nightly by the predictive app (predictive/services.py)
+        specs.append((_preset_tag(corp, Dimension.PREDICTIVE, "预测", "高流失风险"), "高流失风险",
+                      {"attr": "churn_risk", "op": "gte", "value": 0.6}))
+        specs.append((_preset_tag(corp, Dimension.PREDICTIVE, "预测", "高购买意向"), "高购买意向",
+                      {"attr": "purchase_propensity", "op": "gte", "value": 0.5}))
     else:  # one source tag per channel state seen on follow relations
         from contacts.models import FollowRelation
 

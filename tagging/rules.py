@@ -37,6 +37,9 @@ ATTRS: dict[str, tuple[str, str]] = {
     "rfm_m": (NUMBER, "COALESCE(f.rfm_m, 0)"),
     "gender": (NUMBER, "c.gender"),
     "active_relations": (NUMBER, "c.active_relations"),
+    # Predictive scores 0–1 (predictive app); NULL until scored: no comparison matches an unscored contact.
+    "churn_risk": (NUMBER, "f.churn_risk"),
+    "purchase_propensity": (NUMBER, "f.purchase_propensity"),
     "first_purchase_at": (TIME, "f.first_purchase_at"),
     "last_purchase_at": (TIME, "f.last_purchase_at"),
     "last_active_at": (TIME, "f.last_active_at"),
@@ -287,11 +290,14 @@ def evaluate(node: Any, facts: ContactFacts) -> bool:
         if node.op == "contains":
             return node.value in facts.channels
         return bool(facts.channels & set(node.value))
-    value = facts.values.get(node.attr, _DEFAULTS[kind])
+    nullable = kind == NUMBER and not ATTRS[node.attr][1].startswith(("COALESCE", "c."))  # like SQL: NULL stays NULL
+    value = facts.values.get(node.attr, None if nullable else _DEFAULTS[kind])
     if kind == NUMBER and value is not None:
         value = Decimal(str(value))
     if node.op == "exists":
         return value is not None and value != ""
+    if value is None and kind == NUMBER:
+        return False  # SQL: a comparison with NULL is never true
     if node.op == "within_days":
         return value is not None and value >= facts.now - timedelta(days=node.value)
     if node.op == "in":
@@ -355,7 +361,7 @@ def _sql(node: Any, now: datetime, id_col: str, params: list, aliases: set[str])
     kind, expr = ATTRS[node.attr]
     aliases.add(expr.split(".")[0].removeprefix("COALESCE(") if "." in expr else "c")
     if node.op == "exists":
-        return f"({expr} IS NOT NULL)" if kind == TIME else f"({expr} <> '')"
+        return f"({expr} IS NOT NULL)" if kind in (TIME, NUMBER) else f"({expr} <> '')"
     if node.op == "within_days":
         params.append(now - timedelta(days=node.value))
         return f"({expr} >= %s)"

@@ -24,6 +24,8 @@ def test_benchmarks_run_at_tiny_scale_and_verify_correctness():
     assert "(A OR B) AND NOT C" in result.stdout
     assert "contact list correctness PASS" in result.stdout and "imports correctness     PASS" in result.stdout
     assert "journeys correctness   PASS" in result.stdout and "ratio pipeline/enqueue-only" in result.stdout
+    assert "analytics correctness  PASS" in result.stdout and "incremental:" in result.stdout
+    assert "predictive correctness PASS" in result.stdout and "ratio naive/set-based" in result.stdout
     assert "ratio landing/bare" in result.stdout and "sequential switching     exact" in result.stdout  # segments: index counts beside the naive join-table query
 
 

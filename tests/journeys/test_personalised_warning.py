@@ -34,7 +34,7 @@ def test_personalised_one_to_one_steps_are_named(corp):
     named = MessageTemplate.objects.create(name="named", text="{{ name }}，欢迎加入")
     journey = _journey(corp, plain, named)
     [warning] = services.journey_warnings(journey=journey)
-    assert warning.startswith("step 2:") and "{{ name }}" in warning
+    assert warning.startswith("第 2 步") and "{{ name }}" in warning  # zh-hans is the default language
     assert services.journey_validate(journey=journey) == []  # a warning, not a problem: it may still go live
     assert services.journey_warnings(journey=_journey(corp, named, channel="group")) == []
 

@@ -27,7 +27,7 @@ class Command(BaseCommand):
             presets_demo_install(corp=corp)  # ready-made journeys (drafts; the message line live)
             from tagging.recompute import tag_rule_presets_install, tag_rule_recompute
 
-            rules = [rule for preset in ("channel_sources", "repeat_buyer", "dormant_30d")
+            rules = [rule for preset in ("channel_sources", "repeat_buyer", "dormant_30d", "predictive")
                      for rule in tag_rule_presets_install(corp=corp, preset=preset)]
             logins = [
                 ("admin", User.Role.ADMIN, None, True),

@@ -1,0 +1,24 @@
+"""How analytics reacts to contact events and order writes (called from contacts.fanout): mark dirty, nothing more.
+
+The rollups are recomputed by the every-minute drain (``analytics.rollups.rollups_refresh``), never here.
+"""
+
+from contacts.models import ContactEvent
+
+
+def contact_event_handle(*, event: ContactEvent, context: dict) -> None:
+    from analytics.rollups import contact_active_mark
+
+    if event.contact_id is not None:
+        contact_active_mark(contact_id=event.contact_id, at=event.occurred_at)
+
+
+def contacts_facts_changed(*, contact_ids: list[int] | None = None, contact_ids_sql: str = "",
+                           params: list | None = None) -> None:
+    """Orders were written for these contacts (also by bulk imports that record no events)."""
+    from analytics.rollups import contacts_mark_dirty, contacts_mark_dirty_sql
+
+    if contact_ids_sql:
+        contacts_mark_dirty_sql(contact_ids_sql, params or [])
+    else:
+        contacts_mark_dirty(contact_ids=contact_ids or [])
