@@ -89,11 +89,19 @@ def test_seed_demo_is_idempotent():
 
     from django.core.management import call_command
 
+    from analytics.models import CustomerFact
+    from contacts.models import Order
+    from predictive.models import ModelRun
+
     call_command("seed_demo", stdout=StringIO())
-    counts = (Contact.objects.count(), FollowRelation.objects.count(), GroupChat.objects.count())
+    counts = (Contact.objects.count(), FollowRelation.objects.count(), GroupChat.objects.count(), Order.objects.count())
     call_command("seed_demo", stdout=StringIO())
-    assert (Contact.objects.count(), FollowRelation.objects.count(), GroupChat.objects.count()) == counts
-    assert counts[0] == 200 and counts[2] == 5
+    assert (Contact.objects.count(), FollowRelation.objects.count(), GroupChat.objects.count(),
+            Order.objects.count()) == counts
+    assert counts[0] == 200 and counts[2] == 5 and counts[3] == 168  # 67 buyers with 1 to 4 orders
+    # the dashboards and the predictive profile have something to show right away
+    assert CustomerFact.objects.count() == 200 and CustomerFact.objects.exclude(first_order_at=None).count() == 67
+    assert ModelRun.objects.filter(kind="churn").exists() and ModelRun.objects.filter(kind="propensity").exists()
     assert Staff.objects.count() == 5
     from accounts.models import User
 

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import User
-from contacts.demo import demo_world_load
+from contacts.demo import demo_orders_load, demo_world_load
 from contacts.services import corp_get_or_create
 
 DEFAULT_CORP = "wwSIMCORP00000001"
@@ -22,6 +22,7 @@ class Command(BaseCommand):
                 corp.name = "演示企业"
                 corp.save(update_fields=["name"])
             counts = demo_world_load(corp=corp)
+            orders = demo_orders_load(corp=corp)
             from journeys.presets import presets_demo_install
 
             presets_demo_install(corp=corp)  # ready-made journeys (drafts; the message line live)
@@ -44,8 +45,15 @@ class Command(BaseCommand):
                     user.save()
         for rule in rules:  # ready-made tag rules, applied now so the tag board is not empty
             tag_rule_recompute(rule_id=rule.pk)
+        # Dashboards and predictive scores for the demo right away (beat would do it within the minute / night).
+        from analytics.rollups import rollups_rebuild
+        from predictive.services import models_retrain
+
+        rollups_rebuild(since=None)
+        models_retrain(corp=corp)
         self.stdout.write(self.style.SUCCESS(
-            f"demo data ready: {counts['staff']} staff, {counts['contacts']} customers, {counts['groups']} groups"
+            f"demo data ready: {counts['staff']} staff, {counts['contacts']} customers, {counts['groups']} groups, "
+            f"{orders} new orders"
         ))
         self.stdout.write(f"logins (password {password!r} unless changed): admin (admin), operator (operator), "
                           f"guide (guide of 张伟)")
