@@ -475,6 +475,11 @@ def _check(user: User) -> None:
         raise PermissionDenied("Dashboards are for operators and admins.")
 
 
+def dimension_label(*, dim: str, key: str) -> str:
+    """The readable name of one breakdown value (a channel state, a live code id, a staff id)."""
+    return _labels(dim, [key])[key]
+
+
 def _labels(dim: str, keys: Iterable[str]) -> dict[str, str]:
     """Readable names for dimension values (state, live code id, staff id)."""
     from contacts.models import Staff

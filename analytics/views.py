@@ -509,7 +509,10 @@ def drilldown_facts(spec) -> list[tuple[str, str]]:
         facts.append((_("Period"), spec.start.isoformat() if spec.start == spec.end
                       else f"{spec.start.isoformat()} – {spec.end.isoformat()}"))
     if spec.dim:
-        value = spec.key if spec.key not in (None, "") else (_("everything else") if spec.exclude else _("none"))
+        if spec.key is not None:
+            value = selectors.dimension_label(dim=spec.dim, key=spec.key)
+        else:
+            value = _("everything else") if spec.exclude else _("none")
         facts.append((str(DIM_LABELS[spec.dim]), value))
     if spec.cohort_week is not None:
         facts.append((_("Cohort week"), spec.cohort_week.isoformat()))

@@ -279,6 +279,8 @@ def test_drilldown_explains_itself_and_exports_csv(shop, operator_user, client_f
              "dim": "staff", "key": str(shop[0].relations.get().staff_id)}
     html = client.get(url("customers"), query).content.decode()
     assert "<h1>新增客户</h1>" in html and 'data-testid="drilldown-count">3 ' in html
+    staff = shop[0].relations.get().staff
+    assert f"<dd>{staff.name}</dd>" in html  # the breakdown value by name, not its id
 
     response = client.get(url("customers"), {**query, "format": "csv"})
     assert response["Content-Disposition"].startswith('attachment; filename="customers-added-')
