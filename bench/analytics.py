@@ -1,6 +1,7 @@
 """Analytics dashboards at 1,000,000 customers and 10,000,000 events: every selector's default and filtered view,
-p50/max, beside a naive query over Contact/FollowRelation/ContactEvent for the same number (the ratio), plus the
-rebuild time and the incremental cost per event.
+p50/max, beside a naive query over Contact/FollowRelation/ContactEvent for the same number (the ratio), then each
+whole page as an operator gets it (view, template, chart specs; and one CSV export), plus the rebuild time and the
+incremental cost per event.
 
 Target (issue): every dashboard page answers in ≤ 1 s. The data is made by ``bench.datasets.customers_dataset``
 in a fresh database; measuring runs in a child process (``python -m bench.analytics measure``).
@@ -144,6 +145,39 @@ def measure(contacts: int, events: int, repeats: int, incremental: int) -> None:
             b50, _bmax, _r = _time(baseline, max(1, repeats // 3))
             base = f"{b50:>7.0f} ms {b50 / max(p50, 0.01):>6.0f}x"
         print(f"  {label:<26} {p50:>6.1f} ms {top:>6.1f} ms {base:>18}  {'MET' if top <= 1000 else 'NOT MET'}")
+    # The whole page as an operator gets it: view, form, selector, template, chart specs (Django's test client).
+    from django.test import Client
+
+    operator, _created = User.objects.get_or_create(username="bench-operator",
+                                                    defaults={"role": User.Role.OPERATOR})
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(operator)
+    drill = s.DrilldownSpec(metric="added", start=d365.start, end=d365.end).to_query()
+    urls = [("page growth 30d by source", "/analytics/growth/?range=30&by=source"),
+            ("page growth 365d by staff", "/analytics/growth/?range=365&by=staff"),
+            ("page funnel 365d by channel", "/analytics/funnel/?range=365&by=channel"),
+            ("page retention 365d", "/analytics/retention/?range=365"),
+            ("page rfm", "/analytics/rfm/"),
+            ("page ltv 365d by live code", "/analytics/ltv/?range=365&by=livecode"),
+            ("page campaigns 90d", "/analytics/campaigns/?range=90&days=7"),
+            ("page staff 365d", "/analytics/staff/?range=365"),
+            ("page drill-down 365d", f"/analytics/customers/?{drill}"),
+            ("csv growth 365d by staff", "/analytics/growth/?range=365&by=staff&format=csv")]
+
+    def fetch(url: str):
+        def go():
+            response = client.get(url, secure=True)
+            body = b"".join(response.streaming_content) if response.streaming else response.content
+            if response.status_code != 200:
+                raise RuntimeError(f"{url} answered {response.status_code}")
+            return body
+        return go
+
+    for label, url in urls:
+        p50, top, body = _time(fetch(url), repeats)
+        worst = max(worst, top)
+        print(f"  {label:<26} {p50:>6.1f} ms {top:>6.1f} ms {len(body) // 1024:>12} KB  "
+              f"{'MET' if top <= 1000 else 'NOT MET'}")
     # correctness: the chart's number, its drill-down list and the naive count agree
     report = s.growth_report(user=user, period=d30, by="source")
     drilled = s.drilldown_contacts(user=user, spec=report.spec_for("added")).count()
