@@ -120,12 +120,17 @@ def test_a_concurrent_retrain_of_the_same_corp_is_refused(world, corp):
     from scrm.errors import ApplicationError
 
     other = connections.create_connection("default")
+    key = 0x5052_4544_0000 + corp.pk
     try:
         with other.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", [0x5052_4544_0000 + corp.pk])
+            cur.execute("SELECT pg_advisory_lock(%s)", [key])
         with pytest.raises(ApplicationError, match="already being trained"):
             models_retrain(corp=corp, at=AT)
     finally:
+        # Unlock before closing: the server drops a closed session's locks only when its backend has exited,
+        # which may be after the next test (same module, same corp) has asked for the lock.
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", [key])
         other.close()
     assert not ModelRun.objects.exists()
 
