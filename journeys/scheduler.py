@@ -97,6 +97,8 @@ def enrollments_advance_due(*, at: datetime | None = None, batch: int | None = N
     result = AdvanceResult()
     done = 0
     floor = None
+    dispatched: set = set()  # groups handed to a sender in this sweep
+    late: set = set()  # ... that got more rows in a later batch: handed over once more at the end
     while max_batches is None or done < max_batches:
         with transaction.atomic():
             with _clock(result, "claim"):
@@ -109,11 +111,16 @@ def enrollments_advance_due(*, at: datetime | None = None, batch: int | None = N
         result.timings["commit"] += time.perf_counter() - committing
         result.claimed += len(rows)
         result.groups |= groups
+        late |= groups & dispatched
         with _clock(result, "dispatch"):
-            dispatch(groups)
+            dispatch(groups - dispatched)  # a sender starts on a group as soon as its first rows are committed
+        dispatched |= groups
         done += 1
         if len(rows) < batch:
             break
+    if late:  # one more hand-off per group, not one per batch: a sender picks up every pending row of its group
+        with _clock(result, "dispatch"):
+            dispatch(late)
     return result
 
 
