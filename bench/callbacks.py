@@ -62,7 +62,7 @@ def run(*, tiny: bool) -> bool:
     try:
         server.migrate(env)
         key = signatures.aes_key_from_encoding(server.BENCH_AES_KEY)
-        with server.gunicorn(env, workers=2, threads=8) as port:
+        with server.gunicorn(env) as port:
             bare_reqs = [loadgen.build_request("GET", "127.0.0.1", port, "/bench/bare")] * scale.bare
             callback_reqs = [_callback_request(port, key, i, "1") for i in range(scale.callbacks)]
             replays = [_callback_request(port, key, i, str(n)) for n in (2, 3, 4) for i in range(scale.replayed)]
@@ -82,7 +82,7 @@ def run(*, tiny: bool) -> bool:
             r.delete(key)
     accepted = ingest.statuses.get(200, 0)
     ratio = ingest.rate / bare.rate if bare.rate else 0.0
-    print(f"callback ingestion ({'tiny' if tiny else 'full'} scale, gunicorn gthread 2x8, "
+    print(f"callback ingestion ({'tiny' if tiny else 'full'} scale, gunicorn {server.gunicorn_shape()}, "
           f"{scale.concurrency} keep-alive connections, loopback)")
     print(_line("bare Django view", bare))
     print(_line("callbacks (distinct)", ingest))

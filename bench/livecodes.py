@@ -141,7 +141,7 @@ def run(*, tiny: bool) -> bool:
         seeded = subprocess.run([sys.executable, "-c", _SEED, str(scale.codes)], env=env, cwd=ROOT, check=True,
                                 capture_output=True, text=True)
         slugs = json.loads(seeded.stdout.strip().splitlines()[-1])
-        with server.gunicorn(env, workers=2, threads=8) as port:
+        with server.gunicorn(env) as port:
             def reqs(paths):
                 return [loadgen.build_request("GET", "127.0.0.1", port, p) for p in paths]
 
@@ -191,7 +191,7 @@ def run(*, tiny: bool) -> bool:
 
     ratio = hot.rate / bare.rate if bare.rate else 0.0
     hot_spread = hot.rate / spread.rate if spread.rate else 0.0
-    print(f"live-code landing ({'tiny' if tiny else 'full'} scale, gunicorn gthread 2x8, "
+    print(f"live-code landing ({'tiny' if tiny else 'full'} scale, gunicorn {server.gunicorn_shape()}, "
           f"{scale.concurrency} keep-alive connections, loopback; {os.cpu_count()} cores, load average "
           f"{load_before:.1f} before / {os.getloadavg()[0]:.1f} after)")
     print(_line("bare Django view", bare))

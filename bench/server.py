@@ -78,14 +78,21 @@ def migrate(env: dict[str, str]) -> None:
                    check=True, cwd=ROOT)
 
 
+def gunicorn_shape() -> str:
+    """Workers x threads of ./gunicorn.conf.py (what production runs, and what the benchmarks start)."""
+    import runpy
+
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    return f"{conf['worker_class']} {conf['workers']}x{conf['threads']}"
+
+
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int, threads: int):
+def gunicorn(env: dict[str, str]):
+    """gunicorn with ./gunicorn.conf.py (read from the working directory), on a free port."""
     port = free_port()
     bin_dir = Path(sys.executable).parent
     proc = subprocess.Popen(
-        [str(bin_dir / "gunicorn"), "bench.wsgi:application", "-k", "gthread", "-w", str(workers),
-         "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--keep-alive", "30", "--log-level", "warning",
-         "--backlog", "2048"],
+        [str(bin_dir / "gunicorn"), "bench.wsgi:application", "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:

@@ -72,11 +72,8 @@ def demo_orders_load(*, corp: Corp) -> int:
     nothing): a first order about 20 days after the add, and repeats every 75 days for some."""
     from contacts.business import orders_record
 
-    rows = []
-    for i in range(0, CONTACTS, 3):
-        added = EPOCH + i * 25200
-        for k in range(1 + (i % 4)):
-            rows.append({"external_userid": external_userid(i), "external_id": f"demo-order-{i}-{k}",
-                         "amount": str(59 + (i * 37 + k * 101) % 640), "items": [{"sku": f"SKU{(i + k) % 9}"}],
-                         "paid_at": from_timestamp(added + (20 + 75 * k) * 86400).isoformat()})
+    rows = [{"external_userid": external_userid(i), "external_id": f"demo-order-{i}-{k}",
+             "amount": str(59 + (i * 37 + k * 101) % 640), "items": [{"sku": f"SKU{(i + k) % 9}"}],
+             "paid_at": from_timestamp(EPOCH + i * 25200 + (20 + 75 * k) * 86400).isoformat()}
+            for i in range(0, CONTACTS, 3) for k in range(1 + (i % 4))]
     return orders_record(corp=corp, rows=rows).created
