@@ -102,8 +102,11 @@ def test_seed_demo_is_idempotent():
     # the dashboards and the predictive profile have something to show right away
     assert CustomerFact.objects.count() == 200 and CustomerFact.objects.exclude(first_order_at=None).count() == 67
     assert ModelRun.objects.filter(kind="churn").exists() and ModelRun.objects.filter(kind="propensity").exists()
-    assert Staff.objects.count() == 5
     from accounts.models import User
+    from analytics.selectors import rfm_report
+
+    assert sum(cell.count for cell in rfm_report(user=User.objects.get(username="operator")).cells) == 67
+    assert Staff.objects.count() == 5
 
     assert User.objects.get(username="guide").staff.userid == "zhangwei"
 

@@ -47,8 +47,10 @@ class Command(BaseCommand):
             tag_rule_recompute(rule_id=rule.pk)
         # Dashboards and predictive scores for the demo right away (beat would do it within the minute / night).
         from analytics.rollups import rollups_rebuild
+        from contacts.business import contacts_rfm_score
         from predictive.services import models_retrain
 
+        contacts_rfm_score()  # the nightly RFM scoring, so the RFM grid has cells
         rollups_rebuild(since=None)
         models_retrain(corp=corp)
         self.stdout.write(self.style.SUCCESS(
