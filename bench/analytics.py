@@ -7,11 +7,8 @@ Target (issue): every dashboard page answers in ≤ 1 s. The data is made by ``b
 in a fresh database; measuring runs in a child process (``python -m bench.analytics measure``).
 """
 
-import os
-import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 
 from bench import server
@@ -31,24 +28,10 @@ TINY = Scale(contacts=2_000, events=20_000, repeats=3, incremental=100)
 
 def run(*, tiny: bool) -> bool:
     scale = TINY if tiny else FULL
-    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    name = f"scrm_bench_analytics_{uuid.uuid4().hex[:8]}"
-    url = server.fresh_database(base_db, name)
-    env = server.bench_env(url, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                           key_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    env["DJANGO_SETTINGS_MODULE"] = "scrm.settings"
-    try:
-        server.migrate(env)
-        result = subprocess.run([sys.executable, "-m", "bench.analytics", "measure", str(scale.contacts),
-                                 str(scale.events), str(scale.repeats), str(scale.incremental)], env=env,
-                                cwd=server.ROOT, capture_output=True, text=True, timeout=4 * 3600)
-        print(result.stdout, end="")
-        if result.returncode != 0:
-            print(result.stderr)
-            return False
-        return "analytics correctness  PASS" in result.stdout
-    finally:
-        server.drop_database(base_db, name)
+    with server.django_database("analytics") as env:
+        return server.measure_child("bench.analytics", [scale.contacts, scale.events, scale.repeats,
+                                                        scale.incremental], env,
+                                    passed="analytics correctness  PASS", timeout=4 * 3600)
 
 
 def _time(fn, repeats: int) -> tuple[float, float, object]:

@@ -9,12 +9,9 @@ Runs in a fresh database (``python -m bench.imports measure`` in a child process
 """
 
 import csv
-import os
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from bench import server
@@ -25,25 +22,10 @@ TINY_ROWS = 3_000
 
 def run(*, tiny: bool) -> bool:
     rows = TINY_ROWS if tiny else FULL_ROWS
-    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    name = f"scrm_bench_imp_{uuid.uuid4().hex[:8]}"
-    url = server.fresh_database(base_db, name)
-    env = server.bench_env(url, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                           key_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    env["DJANGO_SETTINGS_MODULE"] = "scrm.settings"
-    try:
-        server.migrate(env)
-        with tempfile.TemporaryDirectory(prefix="scrm-bench-imp-") as tmp:
-            env["TAGGING_IMPORT_DIR"] = tmp
-            result = subprocess.run([sys.executable, "-m", "bench.imports", "measure", str(rows), tmp], env=env,
-                                    cwd=server.ROOT, capture_output=True, text=True, timeout=3600)
-        print(result.stdout, end="")
-        if result.returncode != 0:
-            print(result.stderr)
-            return False
-        return "imports correctness     PASS" in result.stdout
-    finally:
-        server.drop_database(base_db, name)
+    with server.django_database("imp") as env, tempfile.TemporaryDirectory(prefix="scrm-bench-imp-") as tmp:
+        env["TAGGING_IMPORT_DIR"] = tmp
+        return server.measure_child("bench.imports", [rows, tmp], env, passed="imports correctness     PASS",
+                                    timeout=3600)
 
 
 def _write_files(rows: int, folder: Path) -> tuple[Path, Path, set[int], set[int]]:

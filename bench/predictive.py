@@ -10,12 +10,9 @@ Data: ``bench.datasets.customers_dataset`` in a fresh database; measured in a ch
 (``python -m bench.predictive measure``) so Django is set up against that database.
 """
 
-import os
 import resource
-import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 
 from bench import server
@@ -34,24 +31,9 @@ TINY = Scale(contacts=3_000, events=30_000, sample=50)
 
 def run(*, tiny: bool) -> bool:
     scale = TINY if tiny else FULL
-    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    name = f"scrm_bench_pred_{uuid.uuid4().hex[:8]}"
-    url = server.fresh_database(base_db, name)
-    env = server.bench_env(url, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                           key_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    env["DJANGO_SETTINGS_MODULE"] = "scrm.settings"
-    try:
-        server.migrate(env)
-        result = subprocess.run([sys.executable, "-m", "bench.predictive", "measure", str(scale.contacts),
-                                 str(scale.events), str(scale.sample)], env=env, cwd=server.ROOT,
-                                capture_output=True, text=True, timeout=7200)
-        print(result.stdout, end="")
-        if result.returncode != 0:
-            print(result.stderr)
-            return False
-        return "predictive correctness PASS" in result.stdout
-    finally:
-        server.drop_database(base_db, name)
+    with server.django_database("pred") as env:
+        return server.measure_child("bench.predictive", [scale.contacts, scale.events, scale.sample], env,
+                                    passed="predictive correctness PASS", timeout=7200)
 
 
 def _peak_mb() -> float:

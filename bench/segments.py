@@ -9,11 +9,9 @@ The data is made by ``manage.py bench_data`` in a fresh database; the measuring 
 (``python -m bench.segments measure``) so Django is set up against that database.
 """
 
-import os
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 
 from bench import server
@@ -33,28 +31,13 @@ TINY = Scale(contacts=3_000, links=30_000, repeats=5, bulk=500)
 
 def run(*, tiny: bool) -> bool:
     scale = TINY if tiny else FULL
-    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    name = f"scrm_bench_seg_{uuid.uuid4().hex[:8]}"
-    url = server.fresh_database(base_db, name)
-    env = server.bench_env(url, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                           key_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    env["DJANGO_SETTINGS_MODULE"] = "scrm.settings"
-    try:
-        server.migrate(env)
+    with server.django_database("seg") as env:
         started = time.monotonic()
         subprocess.run([sys.executable, str(server.ROOT / "manage.py"), "bench_data", "--contacts",
                         str(scale.contacts), "--tag-links", str(scale.links)], env=env, check=True, cwd=server.ROOT)
         print(f"segments ({'tiny' if tiny else 'full'} scale): data generated in {time.monotonic() - started:.1f} s")
-        result = subprocess.run([sys.executable, "-m", "bench.segments", "measure", str(scale.repeats),
-                                 str(scale.bulk)], env=env, cwd=server.ROOT, capture_output=True, text=True,
-                                timeout=3600)
-        print(result.stdout, end="")
-        if result.returncode != 0:
-            print(result.stderr)
-            return False
-        return "correctness            PASS" in result.stdout
-    finally:
-        server.drop_database(base_db, name)
+        return server.measure_child("bench.segments", [scale.repeats, scale.bulk], env,
+                                    passed="correctness            PASS", timeout=3600)
 
 
 def _p95(samples: list[float]) -> float:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -76,6 +77,34 @@ def bench_env(database_url: str, redis_url: str, *, key_prefix: str) -> dict[str
 def migrate(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0", "--noinput"], env=env,
                    check=True, cwd=ROOT)
+
+
+@contextmanager
+def django_database(kind: str):
+    """A fresh database next to ``DATABASE_URL`` with the migrations applied; yields the environment of a child
+    process that uses it (``scrm.settings``, its own Redis key prefix). The database is dropped afterwards."""
+    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    name = f"scrm_bench_{kind}_{uuid.uuid4().hex[:8]}"
+    url = fresh_database(base_db, name)
+    env = bench_env(url, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                    key_prefix=f"bench-{uuid.uuid4().hex[:8]}")
+    env["DJANGO_SETTINGS_MODULE"] = "scrm.settings"
+    try:
+        migrate(env)
+        yield env
+    finally:
+        drop_database(base_db, name)
+
+
+def measure_child(module: str, args: list, env: dict[str, str], *, passed: str, timeout: float) -> bool:
+    """Run ``python -m <module> measure <args>`` in ``env``, print what it printed; True when it printed ``passed``."""
+    result = subprocess.run([sys.executable, "-m", module, "measure", *map(str, args)], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    print(result.stdout, end="")
+    if result.returncode != 0:
+        print(result.stderr)
+        return False
+    return passed in result.stdout
 
 
 def gunicorn_shape() -> str:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from journeys import engine
 from journeys.messages import content_hash, render
@@ -81,7 +82,7 @@ def broadcast_send(*, broadcast: Broadcast, at: datetime | None = None, dispatch
     policy = policy_get()
     template = broadcast.template
     content = render(text=template.text, kind=template.kind, attachment=template.attachment,
-                     values={"today": at.date().isoformat()}).as_dict()
+                     values={"today": timezone.localdate(at).isoformat()}).as_dict()
     digest = content_hash({**content, "channel": broadcast.channel})
     common = {"corp_id": broadcast.corp_id, "channel": broadcast.channel, "priority": broadcast.priority,
               "content": content, "content_hash": digest, "broadcast_id": broadcast.pk, "created_at": at}

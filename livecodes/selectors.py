@@ -8,6 +8,7 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.http import Http404
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import User
 from livecodes import routing
@@ -128,7 +129,7 @@ class DayRow:
 def stats_by_day(*, code: LiveCode, days: int = 30, target_id: int | None = None) -> list[DayRow]:
     """Per day: scans and unique visitors (flushed from Redis), adds and joins (from callbacks), and how
     many of those people left again within 1 and 7 days."""
-    until = now().date()
+    until = timezone.localdate(now())  # days are the corp zone's, like TruncDate and the scan log
     since = until - timedelta(days=days - 1)
     scans = {s.day: s for s in DailyStat.objects.filter(code=code, target_id=target_id, day__gte=since)}
     conv = Conversion.objects.filter(code=code, occurred_at__date__gte=since)
