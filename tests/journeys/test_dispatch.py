@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_group_spread_over_batches_is_handed_off_twice_not_once_per_batch(line, make_customer, staff_a, staff_b,
-                                                                             dispatch):
+                                                                             dispatch, on_the_day):
     for staff in [staff_a] * 6 + [staff_b]:
         added(make_customer(staff=staff), staff, at(10))
     result = scheduler.enrollments_advance_due(at=at(10), batch=2, dispatch=dispatch)
@@ -25,7 +25,7 @@ def test_a_group_spread_over_batches_is_handed_off_twice_not_once_per_batch(line
     assert dispatch.groups.count(a) == 2 and dispatch.groups.count(b) == 1
 
 
-def test_one_batch_hands_each_group_off_once(line, make_customer, staff_a, dispatch):
+def test_one_batch_hands_each_group_off_once(line, make_customer, staff_a, dispatch, on_the_day):
     for _ in range(3):
         added(make_customer(), staff_a, at(10))
     scheduler.enrollments_advance_due(at=at(10), batch=50, dispatch=dispatch)

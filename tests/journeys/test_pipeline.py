@@ -22,7 +22,8 @@ def added(contact, staff, when, state=""):
                  data={"state": state}, dedup_key=f"t:add:{contact.pk}:{when.isoformat()}", context={"state": state})
 
 
-def test_contact_added_enters_and_t0_lands_in_the_outbox_grouped_per_staff(line, make_customer, staff_a, dispatch):
+def test_contact_added_enters_and_t0_lands_in_the_outbox_grouped_per_staff(line, make_customer, staff_a, dispatch,
+                                                                             on_the_day):
     contacts = [make_customer() for _ in range(3)]
     for c in contacts:
         added(c, staff_a, at(10))
