@@ -8,7 +8,7 @@ from django.db import connection
 from django.db.models import Count, Q
 
 from journeys import engine
-from journeys.models import Enrollment, Journey, MassSendTask, OutboundMessage, StepRun
+from journeys.models import Enrollment, Journey, JourneyStep, MassSendTask, OutboundMessage, StepRun
 from journeys.scheduler import BatchFacts, policy_get
 from scrm.clock import now
 
@@ -104,8 +104,6 @@ def _conversions(versions: list[int], goal: str) -> dict[bool, int]:
 
 
 def _same_position_steps(versions: list[int], position: int) -> list[int]:
-    from journeys.models import JourneyStep
-
     return list(JourneyStep.objects.filter(journey_id__in=versions, position=position).values_list("pk", flat=True))
 
 
@@ -134,7 +132,8 @@ def journey_dry_run(*, journey: Journey, days: int = 14, at: datetime | None = N
     and opt-out would hold back (checked against each candidate's current counts)."""
     at = at or now()
     candidates, per_day = _entry_estimate(journey, at, days)
-    offsets = _send_offsets(journey)
+    send_steps = _send_steps(journey)
+    offsets = [day for day, _step in send_steps]
     sends = [0.0] * days
     for day_offset in offsets:
         for d in range(days):
@@ -160,7 +159,7 @@ def journey_dry_run(*, journey: Journey, days: int = 14, at: datetime | None = N
                     held[getattr(action, "reason", "held")] += 1
         scale = len(candidates) / len(sample) if sample else 0
         held = Counter({k: round(v * scale) for k, v in held.items()})
-    per_customer = _per_customer_sends(journey, per_day, days)
+    per_customer = _per_customer_sends(send_steps, per_day, days)
     from journeys.services import journey_warnings
 
     return {"days": [{"day": d, "entering": round(per_day[d], 1), "sends": round(sends[d], 1)} for d in range(days)],
@@ -168,32 +167,25 @@ def journey_dry_run(*, journey: Journey, days: int = 14, at: datetime | None = N
             "per_customer_tasks": round(per_customer), "warnings": journey_warnings(journey=journey)}
 
 
-def _per_customer_sends(journey: Journey, per_day: list[float], days: int) -> float:
+def _per_customer_sends(sends: list, per_day: list[float], days: int) -> float:
     """Sends over the window whose template differs per customer: each is a confirm-task of its own."""
-    from journeys.messages import template_per_customer_fields
+    from journeys.services import send_step_per_customer_fields
 
-    total, day = 0.0, 0
+    return sum(sum(per_day[d] for d in range(days) if d + day < days) for day, step in sends
+               if send_step_per_customer_fields(step))
+
+
+def _send_steps(journey: Journey) -> list[tuple[int, JourneyStep]]:
+    """(day offset from entry, step) of each send step, in order."""
+    day, found = 0, []
     for step in journey.steps.select_related("template").order_by("position"):
         cfg = step.config or {}
         if step.kind == "wait":
             day = int(cfg["day"]) if "day" in cfg else day + int(cfg.get("days", 0)) + (
                 1 if cfg.get("hours", 0) >= 24 else 0)
-        if (step.kind == "send" and step.channel == "single" and step.template is not None
-                and template_per_customer_fields(step.template.text)):
-            total += sum(per_day[d] for d in range(days) if d + day < days)
-    return total
-
-
-def _send_offsets(journey: Journey) -> list[int]:
-    day, offsets = 0, []
-    for step in journey.steps.order_by("position"):
-        cfg = step.config or {}
-        if step.kind == "wait":
-            day = int(cfg["day"]) if "day" in cfg else day + int(cfg.get("days", 0)) + (
-                1 if cfg.get("hours", 0) >= 24 else 0)
         if step.kind == "send":
-            offsets.append(day)
-    return offsets
+            found.append((day, step))
+    return found
 
 
 def _entry_estimate(journey: Journey, at: datetime, days: int) -> tuple[list[int], list[float]]:

@@ -128,18 +128,23 @@ def journey_validate(*, journey: Journey) -> list[str]:
     return problems
 
 
+def send_step_per_customer_fields(step: JourneyStep) -> list[str]:
+    """The per-customer fields of a 1:1 send step's template, sorted (none for other steps and channels)."""
+    from journeys.messages import template_per_customer_fields
+
+    if step.kind != "send" or step.template is None or step.channel != "single":
+        return []
+    return sorted(template_per_customer_fields(step.template.text))
+
+
 def journey_warnings(*, journey: Journey) -> list[str]:
     """What will work but costs staff dearly: a 1:1 send whose template differs per customer becomes one WeCom
     confirm-task per customer (WeCom takes one content per task), each confirmed separately."""
     from django.utils.translation import gettext as _
 
-    from journeys.messages import template_per_customer_fields
-
     found = []
     for step in journey.steps.select_related("template").order_by("position"):
-        if step.kind != "send" or step.template is None or step.channel != "single":
-            continue
-        fields = sorted(template_per_customer_fields(step.template.text))
+        fields = send_step_per_customer_fields(step)
         if fields:
             found.append(_("step %(position)s: the template uses %(fields)s, so each customer becomes a separate "
                            "WeCom confirm-task that their staff member must send one by one; remove these fields "

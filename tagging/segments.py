@@ -206,7 +206,9 @@ def segment_entrants(*, key: str, expression: Any, include_existing: bool, at: d
     returns everyone in the segment when ``include_existing`` and nobody otherwise (it only sets the baseline).
     Someone who leaves and comes back is an entrant again.
     """
-    current = BitMap(segment_member_ids(user=None, expression=expression))
+    members = segment_bitmap(node=_parse_for_bitmaps(expression), user=None)
+    current = BitMap(members) if members is not None else BitMap(segment_member_ids(user=None,
+                                                                                   expression=expression))
     watch, created = SegmentWatch.objects.select_for_update().get_or_create(key=key)
     if created or watch.taken_at is None:
         entered = current if include_existing else BitMap()
