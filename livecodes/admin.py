@@ -12,6 +12,7 @@ from livecodes.models import (
     LiveCodeTarget,
     ScanEvent,
     WelcomeDefault,
+    WelcomeImage,
 )
 
 
@@ -46,6 +47,14 @@ class ScanEventAdmin(admin.ModelAdmin):
     show_full_result_count = False
     date_hierarchy = "scanned_at"
     raw_id_fields = ["code", "target"]
+
+
+@admin.register(WelcomeImage)
+class WelcomeImageAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "code", "position", "media_expires_at"]
+    list_select_related = ["code"]
+    raw_id_fields = ["code"]
+    readonly_fields = ["image_type", "image_sha", "media_id", "media_expires_at"]
 
 
 admin.site.register([Campaign, LiveCodeOption, JoinWay, Conversion, DailyStat, Alert, WelcomeDefault])

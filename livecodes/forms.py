@@ -59,11 +59,24 @@ class LiveCodeForm(forms.Form):
 
     def __init__(self, *args, editing: LiveCode | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["welcome_attachments"].help_text = _(
+            'Links and mini-programs, e.g. [{"msgtype": "link", "link": {"title": "新人礼", "url": '
+            '"https://…"}}]. Images are uploaded below the form.')
         if editing is not None:
             del self.fields["kind"], self.fields["state"]
             self.fields["fallback"].queryset = self.fields["fallback"].queryset.exclude(pk=editing.pk)
             self.fields["welcome_group_code"].queryset = (
                 self.fields["welcome_group_code"].queryset.exclude(pk=editing.pk))
+
+
+    def clean_welcome_attachments(self):
+        from livecodes.services import welcome_attachments_errors
+
+        value = self.cleaned_data["welcome_attachments"]
+        errors = welcome_attachments_errors(value)
+        if errors:
+            raise forms.ValidationError(errors)
+        return value
 
 
 class StaffTargetForm(forms.Form):

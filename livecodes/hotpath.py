@@ -29,6 +29,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from livecodes import routing
+from livecodes.ipregion import region_of
 from scrm.redis import get_redis
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,10 @@ def key_person(person: str) -> str:
     return f"{prefix()}:lc:person:{person}"
 
 
+def key_known(contact: str) -> str:
+    return f"{prefix()}:known:{contact}"
+
+
 def key_log() -> str:
     return f"{prefix()}:scanlog"
 
@@ -142,6 +147,10 @@ class Snapshot:
     @cached_property
     def entities(self) -> dict[int, str]:
         return {m.id: m.entity for m in self.spec.members}
+
+    @cached_property
+    def entity_set(self) -> frozenset[str]:
+        return frozenset(m.entity for m in self.spec.members)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -550,7 +559,48 @@ def _today(ts: float) -> str:
 # whether identification was tried (so a visitor is sent through OAuth once), and the person an official account
 # identified (their routing is also kept in Redis, so it survives a lost cookie or another device).
 KNOWN, IDENTIFIED, PERSON = "_k", "_i", "_p"
+# The pseudonym of the identified contact and when (unix ms) their ``KNOWN`` entities were read: when a group or
+# staff change of theirs is recorded later (``known_update``), a scan that would show them "already in …" reads
+# the fresh entities once and rewrites the cookie.
+CONTACT, KNOWN_AT = "_c", "_t"
 PERSON_TTL = COOKIE_MAX_AGE
+
+
+def contact_key(external_userid: str) -> str:
+    """A stable pseudonym of a customer's external_userid (kept in cookies and Redis keys instead of the id)."""
+    return _mac(f"contact:{external_userid}")[:22]
+
+
+def _known_value(known: frozenset[str], at_ms: int) -> str:
+    return json.dumps({"t": at_ms, "k": " ".join(sorted(known))[:1000]}, separators=(",", ":"))
+
+
+def known_remember(*, contact: str, known: frozenset[str], at_ms: int) -> None:
+    """An identified customer's pool entities, as just read at identification (one Redis write per visitor)."""
+    get_redis().set(key_known(contact), _known_value(known, at_ms), ex=PERSON_TTL)
+
+
+def known_update(*, updates: dict[str, frozenset[str]], at_ms: int) -> int:
+    """Fresh entities of customers whose groups or staff changed; only for those identified on a landing page
+    before (``SET XX``: nobody else has cookies to correct). Returns how many were updated."""
+    if not updates:
+        return 0
+    pipe = get_redis().pipeline(transaction=False)
+    for contact, known in updates.items():
+        pipe.set(key_known(contact), _known_value(known, at_ms), ex=PERSON_TTL, xx=True)
+    return sum(1 for ok in pipe.execute() if ok)
+
+
+def _known_fresh(contact: str, since_ms: int) -> tuple[str, int] | None:
+    """(entities, when) recorded for the contact after ``since_ms``, or None when the cookie is up to date."""
+    raw = get_redis().get(key_known(contact))
+    try:
+        data = json.loads(raw) if raw else None
+        if isinstance(data, dict) and int(data.get("t", 0)) > since_ms:
+            return str(data.get("k", "")), int(data["t"])
+    except (ValueError, TypeError):
+        pass
+    return None
 
 
 def person_key(openid: str) -> str:
@@ -586,13 +636,18 @@ def identifying_cookie(cookie: str | None) -> str:
 
 def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region: str = "",
          lat: float | None = None, lng: float | None = None, at: datetime | None = None,
-         rng=None, known: frozenset[str] | None = None, person: str = "") -> ScanResult:
+         rng=None, known: frozenset[str] | None = None, person: str = "", ip: str = "",
+         contact: str = "") -> ScanResult:
     """Route one scan: snapshot → plan → a slot from this process's share. No Postgres, normally no Redis.
 
     ``known``: entities (``staff:<userid>``, ``chat:<chat_id>``) of a contact just identified through OAuth;
     they are kept in the cookie so later scans route the same way without asking again. ``person``: the
     ``person_key`` of someone an official account just identified: the targets they were given before (under any
     cookie) are read back from Redis once, and each new one is written there (one Redis call per new target).
+    ``ip``: the scanner's address, looked up (``livecodes.ipregion``, cached per address) only when a code rotates
+    by location and neither ``region`` nor coordinates were given. ``contact``: the ``contact_key`` of the
+    customer ``known`` belongs to; when a later scan would route them as "known" to this code, their entities
+    are checked against ``known_update`` once (one Redis GET, only on such scans).
     """
     snap = snapshot_get(slug)
     if snap is None:
@@ -607,14 +662,29 @@ def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region:
         entities[IDENTIFIED] = "1"
         if known:
             entities[KNOWN] = " ".join(sorted(known))[:1000]
+        else:
+            entities.pop(KNOWN, None)
+        if contact:
+            entities[CONTACT], entities[KNOWN_AT] = contact, int(ts * 1000)
         valid = False  # write the cookie
     if person:
         entities[PERSON] = person
         for scope, entity in _person_routes(person).items():
             entities.setdefault(scope, entity)
         valid = False
+    if ip and not region and lat is None and snap.spec.mode == routing.LOCATION:
+        region = region_of(ip)
     scope_entity = entities.get(snap.scope)
     known_entities = entities.get(KNOWN)
+    if known is None and known_entities and entities.get(CONTACT) and \
+            not snap.entity_set.isdisjoint(known_entities.split()):
+        # "You are already in …" is about to be shown from what the cookie remembers: unless nothing changed for
+        # this customer since, use what they belong to now (left the group, deleted the staff member…).
+        fresh = _known_fresh(entities[CONTACT], int(entities.get(KNOWN_AT) or 0))
+        if fresh is not None:
+            known_entities, entities[KNOWN_AT] = fresh
+            entities[KNOWN] = known_entities
+            valid = False
     visitor = routing.Visitor(sticky=frozenset([scope_entity]) if scope_entity else frozenset(),
                               known=frozenset(known_entities.split()) if known_entities else frozenset(),
                               region=region, lat=lat, lng=lng)
@@ -624,6 +694,8 @@ def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region:
         mark_exhausted(snap.spec.id)
         fallback = snapshot_get(snap.fallback_slug) if snap.fallback_slug else None
         if fallback is not None and fallback.spec.active:
+            if ip and not region and lat is None and fallback.spec.mode == routing.LOCATION:
+                region = region_of(ip)
             chosen, used, reason = _route(fallback, routing.Visitor(region=region, lat=lat, lng=lng), visitor_id,
                                           None, ts, at, rng)
             if chosen is None:
@@ -651,9 +723,11 @@ def _route(snap: Snapshot, visitor: routing.Visitor, visitor_id: str, option_id:
     spec = snap.spec
     # The plan depends on the visitor only through sticky/known entities and location, and on the time only
     # through schedules and expiries: for everyone else it is the same within a second, so it is reused.
+    # A location plan is the same for everyone of one region (a few hundred names at most), so it is reused per region.
     reusable = not visitor.sticky and not visitor.known and spec.mode != routing.WEIGHTED and (
-        spec.mode != routing.LOCATION or (not visitor.region and visitor.lat is None))
-    key = (spec.id, snap.version, option_id) if reusable else None
+        spec.mode != routing.LOCATION or visitor.lat is None)
+    key = (spec.id, snap.version, option_id, visitor.region if spec.mode == routing.LOCATION else "") \
+        if reusable else None
     hit = _process.plans.get(key) if key else None
     if hit is not None and hit[0] <= ts < hit[1]:
         plan = hit[2]

@@ -274,6 +274,7 @@ class Alert(TimeStampedModel):
         STAFF_CAP = "staff_cap", _("Staff daily cap reached")
         EXHAUSTED = "exhausted", _("Nothing left to route to")
         PUBLISH_FAILED = "publish_failed", _("WeCom refused the configuration")
+        WELCOME_MEDIA = "welcome_media", _("Welcome image not uploaded")
 
     code = models.ForeignKey(LiveCode, on_delete=models.CASCADE, related_name="alerts")
     target = models.ForeignKey(LiveCodeTarget, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
@@ -290,6 +291,31 @@ class Alert(TimeStampedModel):
             models.UniqueConstraint(fields=["code", "target", "kind"], name="alert_open_unique",
                                     condition=Q(resolved_at__isnull=True), nulls_distinct=False),
         ]
+
+
+class WelcomeImage(TimeStampedModel):
+    """An image the operator uploaded for a code's welcome message (PNG/JPEG, checked like group QR images).
+
+    WeCom takes images in welcome messages only as temporary media (valid 3 days): the image is uploaded when a
+    welcome goes out and its ``media_id`` is reused until less than an hour of it is left.
+    """
+
+    code = models.ForeignKey(LiveCode, on_delete=models.CASCADE, related_name="welcome_images")
+    image = models.BinaryField(editable=False)
+    image_type = models.CharField(max_length=32)
+    image_sha = models.CharField(max_length=64)
+    name = models.CharField(_("file name"), max_length=100, blank=True)
+    position = models.PositiveIntegerField(default=0)
+    media_id = models.CharField(max_length=128, blank=True)
+    media_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = _("welcome image")
+        verbose_name_plural = _("welcome images")
+
+    def __str__(self) -> str:
+        return self.name or f"#{self.pk}"
 
 
 class WelcomeDefault(TimeStampedModel):

@@ -8,6 +8,7 @@ against, and what the table-driven tests exercise.
 
 import math
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -177,11 +178,46 @@ def _by_location(members: list[Member], visitor: Visitor) -> list[Member]:
             placed.sort(key=lambda m: (_distance(visitor.lat, visitor.lng, m.lat, m.lng), m.position, m.id))
             return placed + [m for m in members if m not in placed]
     if visitor.region:
-        matching = [m for m in members if any(r and (r in visitor.region or visitor.region in r)
-                                              for r in m.regions)]
-        if matching:
+        names = region_names(visitor.region)
+        scored = [(score, m) for m in members if (score := _region_score(m.regions, names)) >= 0]
+        if scored:
+            # The most specific match first (a city rule before its province's), then pool order (stable sort).
+            matching = [m for _score, m in sorted(scored, key=lambda pair: -pair[0])]
             return matching + [m for m in members if m not in matching]
     return members
+
+
+# Administrative suffixes operators and lookups write or leave out ("广东省" = "广东", "深圳市" = "深圳"). Longest
+# first, one stripped per name, and a name is never cut below two characters.
+_REGION_SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "地区", "省", "市")
+_REGION_SPLIT = re.compile(r"[\s,，、/|;；]+")
+
+
+def region_name(name: str) -> str:
+    name = name.strip()
+    for suffix in _REGION_SUFFIXES:
+        if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+            return name[: -len(suffix)]
+    return name
+
+
+def region_names(text: str) -> tuple[str, ...]:
+    """The names in a region string, least specific first ("广东省 深圳市" → ("广东", "深圳"))."""
+    return tuple(n for n in (region_name(part) for part in _REGION_SPLIT.split(text)) if n)
+
+
+def _region_score(rules: tuple[str, ...], names: tuple[str, ...]) -> int:
+    """-1 when no rule matches the visitor's names, else the index of the most specific name matched. A rule
+    matches a name when one contains the other ("深圳" matches "广东深圳" from a proxy header)."""
+    best = -1
+    for rule in rules:
+        rule = region_name(rule)
+        if not rule:
+            continue
+        for index, name in enumerate(names):
+            if index > best and (rule in name or name in rule):
+                best = index
+    return best
 
 
 def _weighted(members: list[Member], rng: random.Random) -> list[Member]:

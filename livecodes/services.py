@@ -9,6 +9,7 @@ import io
 import logging
 import secrets
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,6 +33,7 @@ from livecodes.models import (
     LiveCodeOption,
     LiveCodeTarget,
     WelcomeDefault,
+    WelcomeImage,
 )
 from scrm.clock import now
 from scrm.errors import ApplicationError
@@ -73,14 +75,81 @@ _EDITABLE = {"name", "mode", "title", "description", "skip_verify", "auto_remark
              "qr_fg", "qr_bg", "status"}
 
 
-def _check_attachments(attachments: list) -> None:
-    if not isinstance(attachments, list) or len(attachments) > 9:
-        raise ApplicationError(_("A welcome message carries at most 9 attachments."))
-    for item in attachments:
+WELCOME_ATTACHMENTS_MAX = 9  # WeCom's limit per welcome message (API.md §6.3)
+
+
+def _utf8_len(value) -> int:
+    return len(str(value).encode())
+
+
+def _check_link(body: dict) -> list[str]:
+    errors = []
+    title, url = body.get("title"), body.get("url")
+    if not isinstance(title, str) or not title.strip():
+        errors.append(_("a link needs a title"))
+    elif _utf8_len(title) > 128:
+        errors.append(_("the link title is longer than 128 bytes"))
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        errors.append(_("a link needs a url starting with https:// or http://"))
+    elif _utf8_len(url) > 2048:
+        errors.append(_("the link url is longer than 2048 bytes"))
+    if "desc" in body and (not isinstance(body["desc"], str) or _utf8_len(body["desc"]) > 512):
+        errors.append(_("the link description is text of at most 512 bytes"))
+    if "picurl" in body and (not isinstance(body["picurl"], str)
+                             or not body["picurl"].startswith(("https://", "http://"))):
+        errors.append(_("the link picture (picurl) is a URL starting with https:// or http://"))
+    return errors
+
+
+def _check_miniprogram(body: dict) -> list[str]:
+    errors = []
+    title = body.get("title")
+    if not isinstance(title, str) or not title.strip():
+        errors.append(_("a mini-program needs a title"))
+    elif _utf8_len(title) > 64:
+        errors.append(_("the mini-program title is longer than 64 bytes"))
+    errors.extend(_("a mini-program needs %(field)s") % {"field": key} for key in ("appid", "page", "pic_media_id")
+                  if not isinstance(body.get(key), str) or not body[key].strip())
+    return errors
+
+
+def welcome_attachments_errors(attachments) -> list[str]:
+    """What is wrong with the typed-in welcome attachments (links and mini-programs), one message each.
+
+    Images are uploaded instead (``welcome_image_add``): a media id typed in would expire after 3 days.
+    """
+    if not isinstance(attachments, list):
+        return [_('Welcome attachments are a JSON list: [{"msgtype": "link", "link": {"title": …, "url": …}}].')]
+    if len(attachments) > WELCOME_ATTACHMENTS_MAX:
+        return [_("A welcome message carries at most %(n)s attachments.") % {"n": WELCOME_ATTACHMENTS_MAX}]
+    errors = []
+    for number, item in enumerate(attachments, start=1):
         kind = item.get("msgtype") if isinstance(item, dict) else None
-        if kind not in {"image", "link", "miniprogram", "video", "file"} or not isinstance(item.get(kind), dict):
-            raise ApplicationError(_("Each attachment is {\"msgtype\": …, <msgtype>: {…}} (image, link, "
-                                     "miniprogram, video or file)."))
+        body = item.get(kind) if kind else None
+        if kind in ("image", "video", "file"):
+            problems = [_("%(kind)s attachments are not typed in (media ids expire after 3 days): upload images "
+                          "on this page") % {"kind": kind}]
+        elif kind not in ("link", "miniprogram"):
+            problems = [_('each attachment is {"msgtype": "link", "link": {…}} or {"msgtype": "miniprogram", '
+                          '"miniprogram": {…}}')]
+        elif not isinstance(body, dict):
+            problems = [_('"%(kind)s" must be an object') % {"kind": kind}]
+        else:
+            problems = _check_link(body) if kind == "link" else _check_miniprogram(body)
+        errors.extend(_("Attachment %(n)s: %(problem)s.") % {"n": number, "problem": p} for p in problems)
+    return errors
+
+
+def _check_attachments(attachments: list) -> None:
+    errors = welcome_attachments_errors(attachments)
+    if errors:
+        raise ApplicationError(" ".join(errors))
+
+
+def _check_attachment_count(*, images: int, attachments: list, group_code: bool) -> None:
+    if images + len(attachments or []) + int(group_code) > WELCOME_ATTACHMENTS_MAX:
+        raise ApplicationError(_("A welcome message carries at most %(n)s attachments (images, links, "
+                                 "mini-programs and the group invite together).") % {"n": WELCOME_ATTACHMENTS_MAX})
 
 
 def livecode_create(*, corp: Corp, kind: str, name: str, owner=None, state: str = "", **fields) -> LiveCode:
@@ -94,6 +163,8 @@ def livecode_create(*, corp: Corp, kind: str, name: str, owner=None, state: str 
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
     _check_attachments(fields.get("welcome_attachments") or [])
+    _check_attachment_count(images=0, attachments=fields.get("welcome_attachments") or [],
+                            group_code=bool(fields.get("welcome_group_code")))
     _check_fallback(fields.get("fallback"))
     code = LiveCode.objects.create(corp=corp, kind=kind, name=name, owner=owner, slug=slug, state=state, **fields)
     if tags:
@@ -115,6 +186,11 @@ def livecode_update(*, code: LiveCode, **fields) -> LiveCode:
         raise ValueError(f"not editable: {sorted(unknown)}")
     if "welcome_attachments" in fields:
         _check_attachments(fields["welcome_attachments"] or [])
+    if "welcome_attachments" in fields or "welcome_group_code" in fields:
+        _check_attachment_count(
+            images=code.welcome_images.count(),
+            attachments=fields.get("welcome_attachments", code.welcome_attachments),
+            group_code=bool(fields.get("welcome_group_code", code.welcome_group_code)))
     if "fallback" in fields:
         _check_fallback(fields["fallback"], code)
     republish = any(k in fields and fields[k] != getattr(code, k) for k in ("skip_verify", "auto_remark"))
@@ -534,12 +610,17 @@ def loss_record(*, event: ContactEvent) -> int:
     return qs.update(lost_at=event.occurred_at)
 
 
-def welcome_content(*, code: LiveCode, contact: Contact) -> MessageContent | None:
+def welcome_content(*, code: LiveCode, contact: Contact, media_ids: Sequence[str] = (),
+                    has_images: bool = False) -> MessageContent | None:
+    """The code's welcome message: its text, then its images (``media_ids``, already uploaded), typed-in links
+    and mini-programs, and the group invite. A code with no text, attachment or image of its own uses the corp
+    default text."""
     text = code.welcome_text
-    if not text and not code.welcome_attachments:
+    if not text and not code.welcome_attachments and not has_images:
         default = WelcomeDefault.objects.filter(corp_id=code.corp_id).first()
         text = default.text if default else ""
-    attachments = list(code.welcome_attachments or [])
+    attachments = [{"msgtype": "image", "image": {"media_id": media_id}} for media_id in media_ids]
+    attachments += list(code.welcome_attachments or [])
     if code.welcome_group_code_id and code.welcome_group_code.is_active:
         group = code.welcome_group_code
         attachments.append({"msgtype": "link", "link": {
@@ -553,20 +634,98 @@ def welcome_content(*, code: LiveCode, contact: Contact) -> MessageContent | Non
 
 def welcome_send(*, conversion_id: int, welcome_code: str) -> str:
     """Send the code's welcome message with the one-use WelcomeCode (valid 20 s): one attempt, no retry —
-    a second try could only fail with 41051 or reach the customer twice."""
+    a second try could only fail with 41051 or reach the customer twice.
+
+    Welcome images go as WeCom temporary media, uploaded now unless a cached media id has an hour left. An image
+    that cannot be uploaded is left out: the text and the other attachments still go, the conversion records
+    the failure and the code gets an alert (resolved by the next welcome whose images all upload)."""
     conversion = Conversion.objects.select_related("code__welcome_group_code", "contact").get(pk=conversion_id)
-    content = welcome_content(code=conversion.code, contact=conversion.contact)
-    if content is None:
-        return "none"
+    code = conversion.code
+    images = list(code.welcome_images.all())
+    media_ids, failed = [], None
+    for image in images:
+        try:
+            media_ids.append(welcome_media_id(image=image))
+        except (WeComError, ValueError) as exc:
+            failed = exc
+    content = welcome_content(code=code, contact=conversion.contact, media_ids=media_ids, has_images=bool(images))
+    if content is None or not (content.text or content.attachments):
+        if failed is None:
+            return "none"
+        Conversion.objects.filter(pk=conversion_id).update(welcome=Conversion.Welcome.FAILED,
+                                                           welcome_error=_media_error(failed))
+        _welcome_media_failed(code, failed)
+        return "failed"
     try:
         gateway.welcome_message_send(welcome_code=welcome_code, content=content)
     except WeComError as exc:
         logger.warning("welcome message for conversion %s failed: errcode=%s", conversion_id, exc.code)
         Conversion.objects.filter(pk=conversion_id).update(welcome=Conversion.Welcome.FAILED,
                                                            welcome_error=f"{exc.code}: {exc.message}"[:255])
+        if exc.code == INVALID_MEDIA_ID and media_ids:  # WeCom forgot our media early: upload afresh next time
+            WelcomeImage.objects.filter(code=code).update(media_id="", media_expires_at=None)
+        if failed is not None:
+            _welcome_media_failed(code, failed)
         return "failed"
+    if failed is not None:
+        Conversion.objects.filter(pk=conversion_id).update(welcome=Conversion.Welcome.SENT,
+                                                           welcome_error=_media_error(failed))
+        _welcome_media_failed(code, failed)
+        return "sent_without_images"
     Conversion.objects.filter(pk=conversion_id).update(welcome=Conversion.Welcome.SENT)
+    if images:
+        alert_resolve(code=code, target=None, kind=Alert.Kind.WELCOME_MEDIA)
     return "sent"
+
+
+# --- welcome images ---------------------------------------------------------------------------------------------------
+WELCOME_MEDIA_TTL = timedelta(days=3)  # WeCom temporary media (API.md §6.1)
+WELCOME_MEDIA_MARGIN = timedelta(hours=1)  # re-upload when less than this is left
+INVALID_MEDIA_ID = 40007
+
+
+def welcome_image_add(*, code: LiveCode, content: bytes, name: str = "") -> WelcomeImage:
+    """Attach an image to the code's welcome message: PNG or JPEG, size and pixels checked before decoding."""
+    checked = image_check(content, need_qr=False)
+    if code.welcome_images.filter(image_sha=checked.sha).exists():
+        raise ApplicationError(_("This image is already in the welcome message."))
+    _check_attachment_count(images=code.welcome_images.count() + 1, attachments=code.welcome_attachments,
+                            group_code=bool(code.welcome_group_code_id))
+    last = code.welcome_images.order_by("-position").values_list("position", flat=True).first()
+    return WelcomeImage.objects.create(code=code, image=content, image_type=checked.content_type,
+                                       image_sha=checked.sha, name=name[:100], position=(last or 0) + 1)
+
+
+def welcome_image_remove(*, code: LiveCode, image_ids: Sequence[int]) -> int:
+    deleted, _per_model = WelcomeImage.objects.filter(code=code, pk__in=list(image_ids)).delete()
+    return deleted
+
+
+def welcome_media_id(*, image: WelcomeImage) -> str:
+    """The image's WeCom media id: the cached one while more than an hour of it is left, else a fresh upload
+    (valid 3 days from now). Raises ``WeComError`` when WeCom refuses the upload."""
+    started = now()
+    if image.media_id and image.media_expires_at and image.media_expires_at - started > WELCOME_MEDIA_MARGIN:
+        return image.media_id
+    extension = "png" if image.image_type == "image/png" else "jpg"
+    media_id = gateway.media_upload(kind="image", filename=f"welcome-{image.pk}.{extension}",
+                                    content=bytes(image.image))
+    image.media_id, image.media_expires_at = media_id, started + WELCOME_MEDIA_TTL
+    WelcomeImage.objects.filter(pk=image.pk).update(media_id=media_id, media_expires_at=image.media_expires_at)
+    return media_id
+
+
+def _media_error(exc: Exception) -> str:
+    return (_("welcome image not uploaded: %(error)s") % {
+        "error": f"{getattr(exc, 'code', None)}: {getattr(exc, 'message', '') or exc}"})[:255]
+
+
+def _welcome_media_failed(code: LiveCode, exc: Exception) -> None:
+    logger.warning("live code %s: welcome image upload failed: errcode=%s", code.pk, getattr(exc, "code", None))
+    detail = getattr(exc, "message", "") or str(exc)
+    alert_raise(code=code, target=None, kind=Alert.Kind.WELCOME_MEDIA, message=_(
+        "WeCom refused a welcome image (errcode %(code)s: %(detail)s); welcome messages go out without it.") % {
+        "code": getattr(exc, "code", None), "detail": detail[:100]})
 
 
 def remark_apply(*, conversion_id: int) -> bool:
@@ -777,36 +936,63 @@ class LandingIdentity:
 
     person: str = ""
     known: frozenset[str] = frozenset()
+    contact: str = ""  # hotpath.contact_key of the customer, when one was recognised
+
+
+def _identified(external_userid: str) -> LandingIdentity:
+    """A recognised customer: what they belong to now, remembered under their pseudonym so that a later group or
+    staff change of theirs corrects what their cookie says (``known_refresh``)."""
+    from livecodes.selectors import known_entities
+
+    known = known_entities(external_userid=external_userid)
+    contact = hotpath.contact_key(external_userid)
+    hotpath.known_remember(contact=contact, known=known, at_ms=int(now().timestamp() * 1000))
+    return LandingIdentity(known=known, contact=contact)
+
+
+def known_refresh(*, external_userids: Sequence[str]) -> int:
+    """These customers joined or left a group, or a staff relation ended: the entities kept for the ones who were
+    identified on a landing page are replaced by what they belong to now, so nobody who left a group is shown
+    "you are already in …" from an old cookie. Returns how many identified customers were updated."""
+    from livecodes.selectors import known_entities
+
+    ids = [e for e in dict.fromkeys(external_userids) if e]
+    if not ids:
+        return 0
+    redis = hotpath.get_redis()
+    pipe = redis.pipeline(transaction=False)
+    for external_userid in ids:
+        pipe.exists(hotpath.key_known(hotpath.contact_key(external_userid)))
+    identified = [e for e, found in zip(ids, pipe.execute(), strict=True) if found]
+    updates = {hotpath.contact_key(e): known_entities(external_userid=e) for e in identified}
+    return hotpath.known_update(updates=updates, at_ms=int(now().timestamp() * 1000))
 
 
 def landing_identify_oa(*, code: str) -> LandingIdentity:
     """Resolve an official-account OAuth ``code`` (API.md §8). Once per visitor and cookie, never per scan."""
-    from livecodes.selectors import known_entities
-
     try:
         identity = gateway.oa_identity_get(code=code)
     except (WeComError, ValueError) as exc:
         logger.info("livecodes: official-account OAuth code not resolved: %s", exc)
         return LandingIdentity()
-    known: frozenset[str] = frozenset()
+    person = hotpath.person_key(identity.openid)
     if identity.unionid:
         external_userid = Contact.objects.filter(unionid=identity.unionid).values_list("external_userid",
                                                                                       flat=True).first()
         if external_userid:
-            known = known_entities(external_userid=external_userid)
-    return LandingIdentity(person=hotpath.person_key(identity.openid), known=known)
+            found = _identified(external_userid)
+            return LandingIdentity(person=person, known=found.known, contact=found.contact)
+    return LandingIdentity(person=person)
 
 
-def landing_identify(*, code: str) -> frozenset[str]:
+def landing_identify(*, code: str) -> LandingIdentity:
     """The pool entities of the person behind a WeCom OAuth ``code`` (API.md §8): empty for a member, a
     non-customer or when WeCom refuses the code. Once per visitor (their cookie remembers), never per scan."""
-    from livecodes.selectors import known_entities
-
     try:
         identity = gateway.oauth_user_get(code=code)
     except (WeComError, ValueError) as exc:
         logger.info("livecodes: WeCom OAuth code not resolved: %s", exc)
-        return frozenset()
+        return LandingIdentity()
     if not identity.external_userid:
-        return frozenset()
-    return known_entities(external_userid=identity.external_userid)
+        return LandingIdentity()
+    return _identified(identity.external_userid)

@@ -22,4 +22,5 @@ urlpatterns = [
     path("livecodes/<int:pk>/pool/<int:target_id>/", views.target_edit, name="target_edit"),
     path("livecodes/<int:pk>/pool/<int:target_id>/replace/", views.target_replace, name="target_replace"),
     path("livecodes/<int:pk>/options/", views.option_add, name="option_add"),
+    path("livecodes/<int:pk>/welcome/<int:image_id>.img", views.welcome_image, name="welcome_image"),
 ]

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -16,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from contacts.models import Corp
-from livecodes import hotpath, qr, selectors, services
+from livecodes import hotpath, ipregion, qr, selectors, services
 from livecodes.forms import (
     GroupTargetForm,
     ImageUploadForm,
@@ -26,7 +27,7 @@ from livecodes.forms import (
     StaffTargetForm,
     TargetEditForm,
 )
-from livecodes.models import LiveCode, LiveCodeTarget
+from livecodes.models import LiveCode, LiveCodeTarget, WelcomeImage
 from scrm.access import logged_in, operators_only, public
 from scrm.errors import ApplicationError
 from web.charts import level
@@ -61,22 +62,26 @@ def landing_response(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         option_id = lat = lng = None
     cookie = request.COOKIES.get(hotpath.COOKIE)
-    known, person = None, ""
+    known, person, contact = None, "", ""
     if settings.LIVECODE_WECOM_OAUTH or settings.LIVECODE_OA_APPID:
         tried = hotpath.identification(cookie)
         state = query.get("state") if query is not None and query.get("code") else None
         if tried == "p" and state == OA_STATE and settings.LIVECODE_OA_APPID:
             identity = services.landing_identify_oa(code=query["code"][:512])  # back from the official account
-            known, person = identity.known, identity.person
+            known, person, contact = identity.known, identity.person, identity.contact
         elif tried == "p" and state == OAUTH_STATE and settings.LIVECODE_WECOM_OAUTH:
-            known = services.landing_identify(code=query["code"][:512])  # back from WeCom OAuth: once per visitor
+            identity = services.landing_identify(code=query["code"][:512])  # back from WeCom OAuth: once per visitor
+            known, contact = identity.known, identity.contact
         elif not tried and "MicroMessenger" in (agent := request.headers.get("User-Agent", "")):
             # Inside WeChat the official account identifies everyone (openid); inside the WeCom client (its agent
             # also says wxwork) WeCom's own OAuth is the one that works, when it is on.
             official = bool(settings.LIVECODE_OA_APPID) and not ("wxwork" in agent and settings.LIVECODE_WECOM_OAUTH)
             return _oauth_redirect(request, slug, option_id, cookie, official_account=official)
+    # The address is looked up (once per address and process) only if the code rotates by location and neither
+    # the region header nor coordinates said where the scanner is.
+    ip = ipregion.client_ip(request.META) if not region and lat is None and settings.LIVECODE_IP_REGION else ""
     result = hotpath.scan(slug=slug, cookie=cookie, option_id=option_id, region=region, lat=lat, lng=lng,
-                          known=known, person=person)
+                          known=known, person=person, ip=ip, contact=contact)
     language = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME, "")
     if language not in _languages():
         language = settings.LANGUAGE_CODE
@@ -224,18 +229,38 @@ def code_edit(request: HttpRequest, pk: int) -> HttpResponse:
     initial["tags"] = list(code.tags.all())
     form = LiveCodeForm(request.POST or None, initial=initial, editing=code)
     if request.method == "POST" and form.is_valid():
+        limit = settings.LIVECODE_UPLOAD_MAX_BYTES + 1
         try:
-            services.livecode_update(code=code, **_code_fields(form.cleaned_data))
-            if request.FILES.get("banner"):
-                services.livecode_set_banner(code=code, content=request.FILES["banner"].read())
-            if request.FILES.get("logo"):
-                services.livecode_set_logo(code=code, content=request.FILES["logo"].read())
+            with transaction.atomic():  # a refused image leaves the code as it was
+                services.welcome_image_remove(code=code, image_ids=[
+                    int(v) for v in request.POST.getlist("welcome_image_remove") if v.isdigit()])
+                services.livecode_update(code=code, **_code_fields(form.cleaned_data))
+                for upload in request.FILES.getlist("welcome_images")[:9]:
+                    try:
+                        services.welcome_image_add(code=code, content=upload.read(limit), name=upload.name)
+                    except ApplicationError as exc:
+                        raise ApplicationError(f"{upload.name}: {exc.message}") from exc
+                if request.FILES.get("banner"):
+                    services.livecode_set_banner(code=code, content=request.FILES["banner"].read(limit))
+                if request.FILES.get("logo"):
+                    services.livecode_set_logo(code=code, content=request.FILES["logo"].read(limit))
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:
             messages.success(request, _("Saved."))
             return redirect("livecodes:detail", pk=code.pk)
-    return render(request, "livecodes/form.html", {"section": "livecodes", "form": form, "code": code})
+    return render(request, "livecodes/form.html", {"section": "livecodes", "form": form, "code": code,
+                                                   "welcome_images": list(code.welcome_images.defer("image"))})
+
+
+@operators_only
+@require_GET
+def welcome_image(request: HttpRequest, pk: int, image_id: int) -> HttpResponse:
+    code = _code(request, pk)
+    image = get_object_or_404(WelcomeImage.objects.only("image", "image_type"), pk=image_id, code=code)
+    response = HttpResponse(bytes(image.image), content_type=image.image_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @operators_only

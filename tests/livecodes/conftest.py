@@ -1,6 +1,6 @@
 import pytest
 
-from livecodes import hotpath
+from livecodes import hotpath, ipregion
 
 
 @pytest.fixture(autouse=True)
@@ -16,6 +16,7 @@ def _fresh_livecode_state(settings):
         for key in redis.scan_iter(f"{settings.REDIS_KEY_PREFIX}:lc:*", count=1000):
             redis.delete(key)
         hotpath.local_reset()
+        ipregion.reset()
         _image_of.cache_clear()
         _pages.clear()
 

@@ -76,7 +76,7 @@ def test_a_customer_already_in_a_pool_group_is_shown_that_group(client, oauth, c
     assert "您已在这个群里" in page
     # a stranger is routed by the pool's order as usual
     stranger = services.landing_identify(code="unknown-code")
-    assert stranger == frozenset()
+    assert stranger.known == frozenset() and stranger.contact == ""
 
 
 def test_an_invalid_code_or_a_non_customer_routes_as_usual(client, oauth, staff_code):
