@@ -225,7 +225,7 @@ def measure(due: int, scheduled: int, future: int, recipients: int, staff: int, 
     print(f"  journeys correctness   {'PASS' if ok else 'FAIL'}")
 
 
-PHASES = ("claim", "checks", "outbox", "step_runs", "enrollments", "commit", "dispatch")
+PHASES = ("claim", "final_sends", "checks", "outbox", "step_runs", "enrollments", "commit", "dispatch")
 
 
 def _sweeps(at, *, set_based: bool) -> tuple[float, list]:

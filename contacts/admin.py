@@ -1,6 +1,8 @@
+from django import forms
 from django.contrib import admin
 
 from contacts.models import Contact, ContactEvent, Corp, FollowRelation, GroupChat, GroupMember, Staff
+from contacts.timezones import time_zone_clean
 from scrm.admin_tools import NoCountPaginator
 
 
@@ -26,9 +28,19 @@ class FollowRelationInline(admin.TabularInline):
     readonly_fields = ("added_at", "deleted_by_customer_at", "deleted_by_staff_at")
 
 
+class ContactAdminForm(forms.ModelForm):
+    class Meta:
+        model = Contact
+        fields = "__all__"  # noqa: DJ007
+
+    def clean_time_zone(self) -> str:
+        return time_zone_clean(self.cleaned_data.get("time_zone"))  # "asia/tokyo" is saved as "Asia/Tokyo"
+
+
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
-    list_display = ("name", "external_userid", "active_relations", "first_added_at", "corp")
+    form = ContactAdminForm
+    list_display = ("name", "external_userid", "active_relations", "first_added_at", "time_zone", "corp")
     list_filter = ("type", "gender", "corp")
     search_fields = ("name", "external_userid", "unionid")
     readonly_fields = ("active_relations", "first_added_at", "created_at", "updated_at")

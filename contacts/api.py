@@ -8,10 +8,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsOperatorOrAdmin
-from contacts import selectors
+from contacts import selectors, services
 from contacts.serializers import (
     ContactEventSerializer,
     ContactSerializer,
+    ContactUpdateSerializer,
     GroupChatSerializer,
     GroupMemberSerializer,
     StaffSerializer,
@@ -46,11 +47,22 @@ class ContactListApi(ListAPIView):
 
 
 class ContactDetailApi(RetrieveAPIView):
+    """GET one contact; PATCH its time zone. Admins and operators reach every contact, a guide only the
+    customers they follow (anyone else's is a 404, as for GET)."""
+
     permission_classes = [IsAuthenticated]
     serializer_class = ContactSerializer
 
     def get_object(self):
         return selectors.contact_get_for_user(user=self.request.user, contact_id=self.kwargs["pk"])
+
+    @extend_schema(request=ContactUpdateSerializer, responses=ContactSerializer)
+    def patch(self, request, pk: int):
+        contact = self.get_object()
+        data = ContactUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        contact = services.contact_time_zone_set(contact=contact, time_zone=data.validated_data["time_zone"])
+        return Response(ContactSerializer(contact, context={"request": request}).data)
 
 
 class ContactEventListApi(ListAPIView):

@@ -1,7 +1,8 @@
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
+from contacts.timezones import validate_time_zone
 from scrm.models import TimeStampedModel
 
 
@@ -64,6 +65,10 @@ class Contact(TimeStampedModel):
     corp_name = models.CharField(_("company"), max_length=128, blank=True)
     corp_full_name = models.CharField(_("company full name"), max_length=256, blank=True)
     first_added_at = models.DateTimeField(_("first added"), null=True, blank=True)
+    # Where the customer lives, for quiet hours and local send times; blank: the corp's zone (CORP_TIME_ZONE).
+    time_zone = models.CharField(_("time zone"), max_length=64, blank=True, default="", db_default="",
+                                 validators=[validate_time_zone],
+                                 help_text=_("An IANA name such as Asia/Tokyo; blank means the corp's time zone."))
     # Denormalised: how many staff members this contact is a customer of right now.
     active_relations = models.PositiveIntegerField(_("active relations"), default=0)
 
@@ -83,7 +88,8 @@ class Contact(TimeStampedModel):
 class FollowRelation(TimeStampedModel):
     """One contact ↔ one staff member, with how and when they were connected (and disconnected)."""
 
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="relations")
+    # No single-column contact index: relation_unique_pair (contact, staff) leads with it.
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="relations", db_index=False)
     staff = models.ForeignKey(Staff, on_delete=models.CASCADE, related_name="relations")
     remark = models.CharField(_("remark"), max_length=64, blank=True)
     description = models.CharField(_("description"), max_length=255, blank=True)
@@ -108,6 +114,9 @@ class FollowRelation(TimeStampedModel):
         constraints = [models.UniqueConstraint(fields=["contact", "staff"], name="relation_unique_pair")]
         indexes = [
             models.Index(fields=["staff", "contact"], name="relation_active_by_staff", condition=Q(is_active=True)),
+            # "The customer's staff member" (latest active relation), read for every send without a sort.
+            models.Index(F("contact"), F("added_at").desc(nulls_last=True), F("id").desc(),
+                         name="relation_latest_active", condition=Q(is_active=True)),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,9 @@
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from contacts.models import Contact, ContactEvent, FollowRelation, GroupChat, GroupMember, Staff
 from contacts.selectors import phones_for
+from contacts.timezones import time_zone_clean
 
 
 class StaffSerializer(serializers.ModelSerializer):
@@ -30,7 +32,20 @@ class ContactSerializer(serializers.ModelSerializer):
     class Meta:
         model = Contact
         fields = ["id", "external_userid", "name", "avatar", "type", "gender", "unionid", "corp_name", "position",
-                  "first_added_at", "active_relations", "created_at", "updated_at", "follow_relations"]
+                  "time_zone", "first_added_at", "active_relations", "created_at", "updated_at", "follow_relations"]
+
+
+class ContactUpdateSerializer(serializers.Serializer):
+    """Input of ``PATCH /api/contacts/<id>/``: what staff may set on a contact."""
+
+    time_zone = serializers.CharField(allow_blank=True, trim_whitespace=True,
+                                      help_text="IANA name such as Asia/Tokyo; blank: the corp's time zone")
+
+    def validate_time_zone(self, value: str) -> str:
+        try:
+            return time_zone_clean(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
 
 
 class ContactEventSerializer(serializers.ModelSerializer):

@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 
 from contacts import fanout
 from contacts.models import Contact, ContactEvent, Corp, FollowRelation, GroupChat, GroupMember, Staff
+from contacts.timezones import time_zone_clean
 from scrm.clock import from_timestamp, now
 from wecom.contracts import ExternalContact, FollowInfo, GroupChatDetail, StaffMember
 
@@ -85,6 +86,17 @@ def contact_upsert_from_wecom(*, corp: Corp, external: ExternalContact) -> Conta
             for key in changed:
                 setattr(contact, key, fields[key])
             contact.save(update_fields=[*changed, "updated_at"])
+    return contact
+
+
+def contact_time_zone_set(*, contact: Contact, time_zone: str) -> Contact:
+    """Set the contact's own time zone (an IANA name; blank: back to the corp's zone). An unknown name raises
+    ``ValidationError`` and changes nothing. Journeys use it for decisions from now on: a wait already scheduled
+    keeps its moment, but every send still checks quiet hours and windows in the zone of that moment."""
+    value = time_zone_clean(time_zone)
+    if value != contact.time_zone:
+        contact.time_zone = value
+        contact.save(update_fields=["time_zone", "updated_at"])
     return contact
 
 

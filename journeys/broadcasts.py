@@ -4,7 +4,6 @@ groups, now or at a time, through the same outbox and sender as journeys, under 
 from collections import Counter
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -51,7 +50,8 @@ def _decide(facts: BatchFacts, cid: int, at: datetime, policy: engine.Policy, pr
         return "not_customer"
     s = engine.Situation(now=at, entered_at=at, priority=priority, opted_out=cid in facts.opted_out,
                          recent_marketing=facts.recent[cid], month_count=facts.month[cid],
-                         quota_blocked_until=facts.blocked.get(cid), hold_count=policy.max_holds)
+                         quota_blocked_until=facts.blocked.get(cid), hold_count=policy.max_holds,
+                         contact_tz=facts.zones.get(cid, ""))
     action = engine.next_action(engine.Step(1, "send", {"on_hold": "skip"}, "single"), s, policy)
     if isinstance(action, engine.Hold):
         return "send"  # quiet hours only delay a broadcast (the sender is not called before morning)
@@ -87,19 +87,22 @@ def broadcast_send(*, broadcast: Broadcast, at: datetime | None = None, dispatch
     common = {"corp_id": broadcast.corp_id, "channel": broadcast.channel, "priority": broadcast.priority,
               "content": content, "content_hash": digest, "broadcast_id": broadcast.pk, "created_at": at}
     counts: Counter = Counter()
-    groups: set = set()
+    groups: set = set()  # (staff, content) groups with a row that may go out now
+    quiet = (policy.quiet_start, policy.quiet_end)
     if broadcast.channel == Channel.GROUP:
         from contacts.models import GroupChat
 
+        # A group has no single customer zone: the corp's quiet hours apply.
+        allowed = engine.next_allowed(at, zone=engine.ZoneInfo(policy.tz), quiet=quiet, window=None)
         rows = [OutboundMessage(idempotency_key=f"b:{broadcast.pk}:{chat.chat_id}", chat_id=chat.chat_id,
-                                staff_id=chat.owner_id, **common)
+                                staff_id=chat.owner_id, next_attempt_at=allowed if allowed > at else None, **common)
                 for chat in GroupChat.objects.filter(corp_id=broadcast.corp_id, chat_id__in=broadcast.chat_ids,
                                                      owner__isnull=False)]
         with transaction.atomic():
             OutboundMessage.objects.bulk_create(rows, ignore_conflicts=True)
         counts["send"] = len(rows)
         counts["no_owner"] = len(broadcast.chat_ids) - len(rows)
-        groups = {(r.staff_id, digest) for r in rows}
+        groups = {(r.staff_id, digest) for r in rows if r.next_attempt_at is None}
     else:
         for ids in _recipient_batches(broadcast):
             with transaction.atomic():
@@ -109,17 +112,16 @@ def broadcast_send(*, broadcast: Broadcast, at: datetime | None = None, dispatch
                     verdict = _decide(facts, cid, at, policy, broadcast.priority)
                     counts[verdict] += 1
                     if verdict == "send":
+                        # Inside the customer's quiet hours (their own zone when known) the row waits for their
+                        # morning; the redispatch sweeper picks it up then.
+                        zone = engine.zone_for(facts.zones.get(cid, ""), policy)
+                        allowed = engine.next_allowed(at, zone=zone, quiet=quiet, window=None)
                         rows.append(OutboundMessage(idempotency_key=f"b:{broadcast.pk}:{cid}", contact_id=cid,
-                                                    staff_id=facts.staff_of[cid][0], **common))
+                                                    staff_id=facts.staff_of[cid][0],
+                                                    next_attempt_at=allowed if allowed > at else None, **common))
                 OutboundMessage.objects.bulk_create(rows, batch_size=BATCH, ignore_conflicts=True)
-            batch_groups = {(r.staff_id, digest) for r in rows}
-            groups |= batch_groups
-    start, _, end = settings.JOURNEYS_QUIET_HOURS.partition("-")
-    allowed = engine.next_allowed(at, zone=engine.ZoneInfo(settings.TIME_ZONE),
-                                  quiet=(engine.parse_hhmm(start), engine.parse_hhmm(end)), window=None)
-    if allowed > at:  # inside quiet hours: the rows wait for the morning (the redispatch sweeper picks them up)
-        OutboundMessage.objects.filter(broadcast=broadcast, status="pending").update(next_attempt_at=allowed)
-    else:
+            groups |= {(r.staff_id, digest) for r in rows if r.next_attempt_at is None}
+    if groups:
         dispatch(groups)
     Broadcast.objects.filter(pk=broadcast.pk).update(status=Broadcast.Status.DONE, counts=dict(counts))
     broadcast.refresh_from_db()

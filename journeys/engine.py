@@ -49,7 +49,7 @@ class Situation:
     quota_blocked_until: datetime | None = None
     hold_count: int = 0
     condition: bool | None = None  # branch condition / goal event, evaluated by the caller
-    contact_tz: str = ""
+    contact_tz: str = ""  # the contact's IANA zone; blank (or unknown): the policy's (corp) zone
 
 
 # --- actions -------------------------------------------------------------------------------------------------------
@@ -149,17 +149,20 @@ def _send(step: Step, s: Situation, policy: Policy) -> Action:
     marketing = s.priority == MARKETING
     if marketing and s.opted_out:
         return Skip("opted_out")
-    zone = _zone(s, policy)
+    zone = _zone(s, policy)  # quiet hours and send windows are the customer's local times
     window = _window(step.config.get("window"))
     if step.channel != "staff_reminder":
         allowed = next_allowed(s.now, zone=zone, quiet=(policy.quiet_start, policy.quiet_end), window=window)
         if allowed > s.now:
             return Hold(allowed, "quiet_hours" if _in_quiet(s.now, zone, policy) else "send_window")
     if step.channel == "single":
+        # WeCom counts its receive quota per calendar month of the corp (month_count is counted the same way),
+        # whatever the customer's own zone.
+        corp_zone = ZoneInfo(policy.tz)
         if s.quota_blocked_until and s.quota_blocked_until > s.now:
             return _held_or_skip(step, s, "receive_quota", until=s.quota_blocked_until, policy=policy)
-        if s.month_count >= month_quota(s.now, policy, zone):
-            return _held_or_skip(step, s, "receive_quota", until=_next_month(s.now, zone), policy=policy)
+        if s.month_count >= month_quota(s.now, policy, corp_zone):
+            return _held_or_skip(step, s, "receive_quota", until=_next_month(s.now, corp_zone), policy=policy)
     if marketing and step.channel != "staff_reminder" and policy.cap_max and s.recent_marketing >= policy.cap_max:
         return _held_or_skip(step, s, "frequency_cap", until=s.now + HOLD_RETRY_AFTER, policy=policy)
     return Send()
@@ -173,10 +176,18 @@ def _held_or_skip(step: Step, s: Situation, reason: str, *, until: datetime, pol
 
 # --- time ------------------------------------------------------------------------------------------------------------
 def _zone(s: Situation, policy: Policy) -> ZoneInfo:
-    try:
-        return ZoneInfo(s.contact_tz or policy.tz)
-    except (KeyError, ValueError):
-        return ZoneInfo(policy.tz)
+    return zone_for(s.contact_tz, policy)
+
+
+def zone_for(contact_tz: str, policy: Policy) -> ZoneInfo:
+    """The zone of a contact's local times: their own when known, else the policy's (an unknown name, e.g. a
+    zone dropped from a newer tz database, falls back rather than failing the batch)."""
+    if contact_tz:
+        try:
+            return ZoneInfo(contact_tz)
+        except (KeyError, ValueError, OSError):
+            pass
+    return ZoneInfo(policy.tz)
 
 
 def parse_hhmm(value: str) -> time:

@@ -2,8 +2,8 @@
 
 For the common case (a live journey whose due step is a 1:1 send of a non-personalised template, and the last
 step) the per-row engine would answer "send, then done" for every customer who passes the run-time checks.
-Those checks are computed here for the whole batch in one query; the rows that pass get their outbox row
-(``INSERT … SELECT``) and their enrollment finished (one ``UPDATE``) without a round trip per row. Every other row
+Those checks, the outbox rows of the rows that pass and the finishing of their enrollments are one SQL statement
+per batch, over the batch claimed into a temporary table: no round trip and no Python work per row. Every other row
 (held back by any check, or a journey shape this path does not cover) goes to the per-row engine in
 ``journeys/scheduler.py``, which therefore decides every hold, skip, exit and conversion exactly as before;
 ``tests/journeys/test_fastpath.py`` runs both paths on the same data and compares.
@@ -12,7 +12,6 @@ Idempotency keys, step-run audit, seq arithmetic and statuses are those of the p
 """
 
 import json
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,29 +37,6 @@ class FinalSend:
     position_after: int
     content: str  # JSON text, rendered once
     digest: str
-
-
-def rows_split(rows: list[dict], *, plans, at: datetime, policy: engine.Policy) -> tuple[dict, list[dict]]:
-    """Partition claimed rows into ``{FinalSend: [row, …]}`` candidates and the rest (per-row engine).
-
-    A contact claimed twice in one batch goes to the per-row path: there the second row sees the first row's
-    send in its cap and quota counts."""
-    per_contact = Counter(r["contact_id"] for r in rows)
-    shapes: dict = {}
-    candidates: dict = defaultdict(list)
-    rest: list[dict] = []
-    for row in rows:
-        plan = plans[row["journey_id"]]
-        step = plan.step_at(row["position"])
-        key = (row["journey_id"], step.position if step else None)
-        if key not in shapes:
-            shapes[key] = final_send_get(plan, step, at=at, policy=policy)
-        shape = shapes[key]
-        if shape is None or row["holdout"] or per_contact[row["contact_id"]] > 1:
-            rest.append(row)
-        else:
-            candidates[shape].append(row)
-    return candidates, rest
 
 
 def final_send_get(plan, step, *, at: datetime, policy: engine.Policy) -> FinalSend | None:
@@ -90,77 +66,126 @@ def final_send_get(plan, step, *, at: datetime, policy: engine.Policy) -> FinalS
                      digest=content_hash({**content, "channel": step.channel}))
 
 
-def clean_select(shape: FinalSend, rows: list[dict], *, at: datetime,
-                 policy: engine.Policy) -> list[tuple[int, int, int, int]]:
-    """(enrollment id, contact id, seq, sending staff id) of the rows that pass every run-time check the engine makes before a
-    1:1 send: still a customer, not converted, not opted out (marketing), receive quota not blocked and not
-    used up this month, frequency cap not reached (marketing). Set-based: one query for the batch."""
-    zone = engine.ZoneInfo(policy.tz)
-    window_start = at - timedelta(days=policy.cap_days)
-    month_start = engine.month_start(at, policy.tz)
-    marketing = shape.priority == engine.MARKETING
-    params = {"ids": int_array(r["id"] for r in rows), "contacts": int_array(r["contact_id"] for r in rows),
-              "seqs": int_array(r["seq"] for r in rows), "at": at, "win": window_start, "month": month_start,
-              "since": min(window_start, month_start), "active": list(ACTIVE_OUTBOX),
-              "quota": engine.month_quota(at, policy, zone), "cap": policy.cap_max if marketing else 0,
-              "goal": shape.goal_event, "opt_out": settings.JOURNEYS_OPT_OUT_TAG}
-    sql = [
-        "SELECT e.id, e.contact_id, e.seq, s.staff_id FROM unnest(%(ids)s::bigint[], %(contacts)s::bigint[], "
-        "%(seqs)s::int[]) AS e(id, contact_id, seq)",
-        "JOIN LATERAL (SELECT r.staff_id FROM contacts_followrelation r WHERE r.contact_id = e.contact_id "
-        "AND r.is_active ORDER BY r.added_at DESC NULLS LAST, r.id DESC LIMIT 1) s ON true",
-        "LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE o.priority = 'marketing' AND o.created_at >= %(win)s) AS "
-        "recent, count(*) FILTER (WHERE o.channel = 'single' AND o.created_at >= %(month)s) AS month "
-        "FROM journeys_outboundmessage o WHERE o.contact_id = e.contact_id AND o.created_at >= %(since)s "
-        "AND o.status = ANY(%(active)s) AND o.channel <> 'staff_reminder') k ON true",
-        "WHERE NOT EXISTS (SELECT 1 FROM journeys_contactquota q WHERE q.contact_id = e.contact_id "
-        "AND q.blocked_until > %(at)s)",
-        "AND COALESCE(k.month, 0) < %(quota)s",
-    ]
-    if marketing:
-        sql.append("AND NOT EXISTS (SELECT 1 FROM tagging_contacttag ct JOIN tagging_tag t ON t.id = ct.tag_id "
-                   "WHERE ct.contact_id = e.contact_id AND t.name = %(opt_out)s)")
-        if policy.cap_max:
-            sql.append("AND COALESCE(k.recent, 0) < %(cap)s")
-    if shape.goal_event:  # the goal happened since entry (read under the claim's row lock)
-        sql.append(
-            "AND NOT EXISTS (SELECT 1 FROM journeys_enrollment en JOIN contacts_contactevent ev ON "
-            "ev.contact_id = en.contact_id WHERE en.id = e.id AND ev.occurred_at >= en.entered_at AND (ev.kind = %(goal)s OR (%(goal)s LIKE 'custom:%%' "
-            "AND ev.kind = 'custom' AND ev.data->>'type' = substr(%(goal)s, 8))))")
+# --- the claim table ----------------------------------------------------------------------------------------
+# A batch is claimed into a temporary table of the sweeper's own connection (no WAL, emptied at each commit): the
+# set-based statements read the batch there, so the rows never travel to Python and back as arrays, and only the
+# rows this path does not take are fetched. ``tid`` is the claimed row's physical address: it cannot move while
+# the claim's row lock is held, and finishing by it skips an index lookup per row.
+CLAIM_COLS = ("id", "journey_id", "contact_id", "position", "seq", "holdout", "entered_at", "hold_count", "context",
+              "next_run_at")
+_CLAIM_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS sweep_claimed (tid tid, id bigint, journey_id bigint, contact_id bigint, "
+    "position int, seq int, holdout bool, entered_at timestamptz, hold_count int, context jsonb, "
+    "next_run_at timestamptz, taken bool NOT NULL DEFAULT false) ON COMMIT DELETE ROWS")
+
+
+def claim(*, at: datetime, limit: int, floor: datetime | None) -> list[tuple[int, int, int, datetime]]:
+    """Claim up to ``limit`` due enrollments (``FOR UPDATE SKIP LOCKED``, the partial index ``enrollment_due``)
+    into ``sweep_claimed``. Returns what the batch holds: (journey id, position, rows, latest next_run_at) per
+    journey and position. Call inside the batch's transaction."""
+    above = "AND next_run_at >= %s " if floor else ""
     with connection.cursor() as cur:
-        cur.execute(" ".join(sql), params)  # noqa: S608 - fixed fragments, values bound
+        cur.execute("SET LOCAL jit = off")  # batch queries cross the JIT threshold; compiling costs more here
+        cur.execute(_CLAIM_TABLE)
+        cur.execute("DELETE FROM sweep_claimed")  # empty after a commit; not when the sweep runs in an outer atomic
+        cur.execute(
+            f"WITH c AS (SELECT ctid, {', '.join(CLAIM_COLS)} FROM journeys_enrollment "  # noqa: S608 - fixed text
+            f"WHERE status = 'active' AND next_run_at <= %s {above}ORDER BY next_run_at LIMIT %s "
+            "FOR UPDATE SKIP LOCKED), "
+            f"ins AS (INSERT INTO sweep_claimed (tid, {', '.join(CLAIM_COLS)}) SELECT * FROM c "
+            "RETURNING journey_id, position, next_run_at) "
+            "SELECT journey_id, position, count(*), max(next_run_at) FROM ins GROUP BY journey_id, position",
+            [at, floor, limit] if floor else [at, limit])
         return cur.fetchall()
 
 
-def outbox_write(shape: FinalSend, clean: list[tuple[int, int, int, int]], *, at: datetime) -> dict[int, int]:
-    """Outbox rows for the clean rows (keys ``j:<enrollment>:<seq>``, as the per-row path writes them); a key
-    already present inserts nothing. The content is one bound value, not one per row. Returns
-    {staff id: rows inserted}."""
-    if not clean:
-        return {}
-    ids, contacts, seqs, staff = [int_array(c) for c in zip(*sorted(clean), strict=True)]
+def rest_rows() -> list[dict]:
+    """The claimed rows this path did not take, in claim order, for the per-row engine."""
     with connection.cursor() as cur:
-        cur.execute(
-            "WITH ins AS (INSERT INTO journeys_outboundmessage (corp_id, idempotency_key, channel, priority, "
-            "contact_id, chat_id, staff_id, content, content_hash, journey_id, step_id, enrollment_id, created_at, "
-            "status, attempts, last_error) SELECT %(corp)s, 'j:' || v.id || ':' || v.seq, 'single', %(priority)s, "
-            "v.contact_id, '', v.staff_id, %(content)s::jsonb, %(digest)s, %(journey)s, %(step)s, v.id, %(at)s, "
-            "'pending', 0, '' FROM unnest(%(ids)s::bigint[], %(contacts)s::bigint[], %(seqs)s::int[], "
-            "%(staff)s::bigint[]) AS v(id, contact_id, seq, staff_id) "
-            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING staff_id) "
-            "SELECT staff_id, count(*) FROM ins GROUP BY staff_id",
-            {"corp": shape.corp_id, "priority": shape.priority, "content": shape.content, "digest": shape.digest,
-             "journey": shape.journey_id, "step": shape.step_id, "at": at, "ids": ids, "contacts": contacts,
-             "seqs": seqs, "staff": staff})
-        return dict(cur.fetchall())
+        cur.execute(f"SELECT {', '.join(CLAIM_COLS)} FROM sweep_claimed WHERE NOT taken "  # noqa: S608
+                    "ORDER BY next_run_at, id")
+        return [dict(zip(CLAIM_COLS, r, strict=True)) for r in cur.fetchall()]
 
 
-def enrollments_finish(shape: FinalSend, ids: list[int], *, at: datetime) -> None:
-    """Send then done, as the per-row path records it: seq moves twice, position past the last step."""
+def zones_elsewhere(policy: engine.Policy) -> bool:
+    """Whether any customer has a time zone of their own other than the policy's (then the clean rows
+    exclude them: their quiet hours and windows are decided by the per-row engine in their zone)."""
     with connection.cursor() as cur:
-        cur.execute("UPDATE journeys_enrollment SET position = %s, seq = seq + 2, hold_count = 0, status = 'done', "
-                    "next_run_at = NULL, finished_at = %s WHERE id = ANY(%s::bigint[])",
-                    [shape.position_after, at, int_array(ids)])
+        cur.execute("SELECT EXISTS (SELECT 1 FROM contacts_contact WHERE time_zone <> '' AND time_zone <> %s)",
+                    [policy.tz])
+        return cur.fetchone()[0]
+
+
+def final_sends_run(shape: FinalSend, positions: list[int], *, at: datetime, policy: engine.Policy,
+                    other_zones: bool) -> tuple[int, dict[int, int]]:
+    """Send-then-done, in one statement, for the claimed rows of ``shape`` (its journey, at ``positions``) that
+    pass every run-time check the engine makes before a 1:1 send: still a customer, not converted, not opted out
+    (marketing), receive quota not blocked and not used up this month, frequency cap not reached (marketing).
+    Rows of a holdout contact, or of a contact claimed twice in the batch (there the second row must see the
+    first row's send in its counts), stay for the per-row engine.
+
+    Writes the outbox rows (keys ``j:<enrollment>:<seq>`` as the per-row path writes them; a key already present
+    inserts nothing), finishes the enrollments (seq moves twice, position past the last step) and marks the rows
+    taken. Returns (rows taken, {staff id: outbox rows inserted})."""
+    marketing = shape.priority == engine.MARKETING
+    window_start = at - timedelta(days=policy.cap_days)
+    month_start = engine.month_start(at, policy.tz)
+    params = {"journey": shape.journey_id, "positions": int_array(positions), "at": at, "win": window_start,
+              "month": month_start, "since": min(window_start, month_start), "active": list(ACTIVE_OUTBOX),
+              "quota": engine.month_quota(at, policy, engine.ZoneInfo(policy.tz)),
+              "cap": policy.cap_max if marketing else 0, "goal": shape.goal_event,
+              "opt_out": settings.JOURNEYS_OPT_OUT_TAG, "tz": policy.tz, "corp": shape.corp_id,
+              "priority": shape.priority, "content": shape.content, "digest": shape.digest, "step": shape.step_id,
+              "after": shape.position_after}
+    checks = [
+        "NOT EXISTS (SELECT 1 FROM journeys_contactquota q WHERE q.contact_id = e.contact_id "
+        "AND q.blocked_until > %(at)s)",
+        "COALESCE(k.month, 0) < %(quota)s",
+    ]
+    if marketing:
+        checks.append("NOT EXISTS (SELECT 1 FROM tagging_contacttag ct JOIN tagging_tag t ON t.id = ct.tag_id "
+                      "WHERE ct.contact_id = e.contact_id AND t.name = %(opt_out)s)")
+        if policy.cap_max:
+            checks.append("COALESCE(k.recent, 0) < %(cap)s")
+    if shape.goal_event:  # the goal happened since entry (read under the claim's row lock)
+        checks.append(
+            "NOT EXISTS (SELECT 1 FROM contacts_contactevent ev WHERE ev.contact_id = e.contact_id "
+            "AND ev.occurred_at >= e.entered_at AND (ev.kind = %(goal)s OR (%(goal)s LIKE 'custom:%%' "
+            "AND ev.kind = 'custom' AND ev.data->>'type' = substr(%(goal)s, 8))))")
+    if other_zones:
+        checks.append("NOT EXISTS (SELECT 1 FROM contacts_contact z WHERE z.id = e.contact_id "
+                      "AND z.time_zone <> '' AND z.time_zone <> %(tz)s)")
+    sql = (
+        "WITH e AS MATERIALIZED (SELECT c.tid, c.id, c.contact_id, c.seq, c.entered_at FROM sweep_claimed c "  # noqa: S608
+        "WHERE c.journey_id = %(journey)s AND c.position = ANY(%(positions)s::int[]) AND NOT c.holdout "
+        "AND c.contact_id NOT IN (SELECT d.contact_id FROM sweep_claimed d GROUP BY d.contact_id "
+        "HAVING count(*) > 1)), "
+        "clean AS MATERIALIZED (SELECT e.tid, e.id, e.contact_id, e.seq, s.staff_id FROM e "
+        # the customer's staff member: the newest active relation (index relation_latest_active)
+        "JOIN LATERAL (SELECT r.staff_id FROM contacts_followrelation r WHERE r.contact_id = e.contact_id "
+        "AND r.is_active ORDER BY r.added_at DESC NULLS LAST, r.id DESC LIMIT 1) s ON true "
+        "LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE o.priority = 'marketing' AND o.created_at >= %(win)s) AS "
+        "recent, count(*) FILTER (WHERE o.channel = 'single' AND o.created_at >= %(month)s) AS month "
+        "FROM journeys_outboundmessage o WHERE o.contact_id = e.contact_id AND o.created_at >= %(since)s "
+        "AND o.status = ANY(%(active)s) AND o.channel <> 'staff_reminder') k ON true "
+        f"WHERE {' AND '.join(checks)}), "
+        # No ON CONFLICT: the claim's lock makes the key ours, so a plain probe of the unique index is enough and
+        # skips the speculative insertion (the unique constraint still stands behind it).
+        "ins AS (INSERT INTO journeys_outboundmessage (corp_id, idempotency_key, channel, priority, contact_id, "
+        "chat_id, staff_id, content, content_hash, journey_id, step_id, enrollment_id, created_at, status, attempts, "
+        "last_error) SELECT %(corp)s, v.key, 'single', %(priority)s, v.contact_id, '', v.staff_id, "
+        "%(content)s::jsonb, %(digest)s, %(journey)s, %(step)s, v.id, %(at)s, 'pending', 0, '' FROM (SELECT clean.*, "
+        "'j:' || clean.id || ':' || clean.seq AS key FROM clean ORDER BY clean.id) v WHERE NOT EXISTS "
+        "(SELECT 1 FROM journeys_outboundmessage x WHERE x.idempotency_key = v.key) RETURNING staff_id), "
+        "fin AS (UPDATE journeys_enrollment en SET position = %(after)s, seq = en.seq + 2, hold_count = 0, "
+        "status = 'done', next_run_at = NULL, finished_at = %(at)s FROM clean WHERE en.ctid = clean.tid), "
+        "took AS (UPDATE sweep_claimed t SET taken = true FROM clean WHERE t.id = clean.id) "
+        "SELECT staff_id, count(*) FROM ins GROUP BY staff_id UNION ALL SELECT NULL, count(*) FROM clean")
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        found = cur.fetchall()
+    taken = next(n for staff_id, n in found if staff_id is None)
+    return taken, {staff_id: n for staff_id, n in found if staff_id is not None}
 
 
 def int_array(values) -> str:

@@ -319,7 +319,8 @@ class OutboundMessage(models.Model):
     step = models.ForeignKey(JourneyStep, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
                              db_constraint=False, db_index=False)
     enrollment = models.ForeignKey(Enrollment, null=True, blank=True, on_delete=models.DO_NOTHING,
-                                   related_name="messages", db_constraint=False)
+                                   related_name="messages", db_constraint=False,
+                                   db_index=False)  # read with the contact: outbound_contact_time
     broadcast = models.ForeignKey(Broadcast, null=True, blank=True, on_delete=models.SET_NULL,
                                   related_name="messages", db_index=False)  # outbound_broadcast (partial)
     task = models.ForeignKey(MassSendTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages",

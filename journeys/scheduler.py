@@ -42,8 +42,8 @@ class AdvanceResult:
     groups: set = field(default_factory=set)
     outcomes: dict = field(default_factory=lambda: defaultdict(int))
     set_based: int = 0  # rows sent and finished by journeys/fastpath.py
-    # Seconds per phase: claim, checks (facts, engine, set-based checks), outbox, step_runs, enrollments,
-    # commit, dispatch.
+    # Seconds per phase: claim, final_sends (the set-based statement), checks (facts, engine), outbox,
+    # step_runs, enrollments, commit, dispatch.
     timings: dict = field(default_factory=lambda: defaultdict(float))
 
 
@@ -99,24 +99,37 @@ def enrollments_advance_due(*, at: datetime | None = None, batch: int | None = N
     floor = None
     dispatched: set = set()  # groups handed to a sender in this sweep
     late: set = set()  # ... that got more rows in a later batch: handed over once more at the end
+    shapes: dict = {}  # (journey, step position) → FinalSend or None, decided once per sweep
+    other_zones = set_based and fastpath.zones_elsewhere(policy)
     while max_batches is None or done < max_batches:
         with transaction.atomic():
-            with _clock(result, "claim"):
-                rows = _claim_rows(at=at, limit=batch, floor=floor)
-            if not rows:
-                break
-            floor = max(r["next_run_at"] for r in rows)
-            groups = _batch_run(rows, at=at, policy=policy, plans=plans, result=result, set_based=set_based)
+            if set_based:
+                with _clock(result, "claim"):
+                    held = fastpath.claim(at=at, limit=batch, floor=floor)
+                if not held:
+                    break
+                claimed = sum(h[2] for h in held)
+                floor = max(h[3] for h in held)
+                groups = _batch_set(held, claimed, at=at, policy=policy, plans=plans, result=result, shapes=shapes,
+                                    other_zones=other_zones)
+            else:
+                with _clock(result, "claim"):
+                    rows = _claim_rows(at=at, limit=batch, floor=floor)
+                if not rows:
+                    break
+                claimed = len(rows)
+                floor = max(r["next_run_at"] for r in rows)
+                groups = _advance(rows, at=at, policy=policy, plans=plans, result=result)
             committing = time.perf_counter()
         result.timings["commit"] += time.perf_counter() - committing
-        result.claimed += len(rows)
+        result.claimed += claimed
         result.groups |= groups
         late |= groups & dispatched
         with _clock(result, "dispatch"):
             dispatch(groups - dispatched)  # a sender starts on a group as soon as its first rows are committed
         dispatched |= groups
         done += 1
-        if len(rows) < batch:
+        if claimed < batch:
             break
     if late:  # one more hand-off per group, not one per batch: a sender picks up every pending row of its group
         with _clock(result, "dispatch"):
@@ -124,39 +137,35 @@ def enrollments_advance_due(*, at: datetime | None = None, batch: int | None = N
     return result
 
 
-def _batch_run(rows: list[dict], *, at: datetime, policy: engine.Policy, plans: "_Plans", result: AdvanceResult,
-               set_based: bool) -> set:
-    """One claimed batch: the set-based path takes what it can, the per-row engine the rest."""
+def _batch_set(held: list[tuple], claimed: int, *, at: datetime, policy: engine.Policy, plans: "_Plans",
+               result: AdvanceResult, shapes: dict, other_zones: bool) -> set:
+    """One batch claimed into ``sweep_claimed``: the set-based path takes what it can, the per-row engine the rest
+    (fetched only when there is a rest)."""
+    by_shape: dict = defaultdict(list)
+    for journey_id, position, _n, _latest in held:
+        plan = plans[journey_id]
+        step = plan.step_at(position)
+        key = (journey_id, step.position if step else None)
+        if key not in shapes:
+            shapes[key] = fastpath.final_send_get(plan, step, at=at, policy=policy)
+        if shapes[key] is not None:
+            by_shape[shapes[key]].append(position)
     groups: set = set()
-    rest = rows
-    if set_based:
-        with _clock(result, "checks"):
-            candidates, rest = fastpath.rows_split(rows, plans=plans, at=at, policy=policy)
-        for shape, candidate_rows in candidates.items():
-            groups |= _final_sends(shape, candidate_rows, rest, at=at, policy=policy, result=result)
-    if rest:
+    taken = 0
+    for shape, positions in by_shape.items():
+        with _clock(result, "final_sends"):
+            n, inserted = fastpath.final_sends_run(shape, positions, at=at, policy=policy, other_zones=other_zones)
+        taken += n
+        result.outbox += sum(inserted.values())
+        result.set_based += n
+        result.outcomes["sent"] += n
+        result.outcomes["done"] += n
+        groups |= {(staff_id, shape.digest) for staff_id in inserted}
+    if taken < claimed:
+        with _clock(result, "claim"):
+            rest = fastpath.rest_rows()
         groups |= _advance(rest, at=at, policy=policy, plans=plans, result=result)
     return groups
-
-
-def _final_sends(shape: fastpath.FinalSend, rows: list[dict], rest: list[dict], *, at: datetime,
-                 policy: engine.Policy, result: AdvanceResult) -> set:
-    """Send-then-done for the rows passing every check (set-based); the others are appended to ``rest``."""
-    with _clock(result, "checks"):
-        clean = fastpath.clean_select(shape, rows, at=at, policy=policy)
-        passed = {c[0] for c in clean}
-        rest.extend(r for r in rows if r["id"] not in passed)
-    if not clean:
-        return set()
-    with _clock(result, "outbox"):
-        inserted = fastpath.outbox_write(shape, clean, at=at)
-    with _clock(result, "enrollments"):
-        fastpath.enrollments_finish(shape, sorted(passed), at=at)
-    result.outbox += sum(inserted.values())
-    result.set_based += len(clean)
-    result.outcomes["sent"] += len(clean)
-    result.outcomes["done"] += len(clean)
-    return {(staff_id, shape.digest) for staff_id in inserted}
 
 
 def enrollments_claim(*, at: datetime, limit: int) -> list[int]:
@@ -167,8 +176,7 @@ def enrollments_claim(*, at: datetime, limit: int) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
-_CLAIM_COLS = ("id", "journey_id", "contact_id", "position", "seq", "holdout", "entered_at", "hold_count", "context",
-               "next_run_at")
+_CLAIM_COLS = fastpath.CLAIM_COLS
 
 
 def _claim_rows(*, at: datetime, limit: int, floor: datetime | None = None) -> list[dict]:
@@ -246,7 +254,8 @@ def _decide(rows: list[dict], *, at: datetime, policy: engine.Policy, plans: _Pl
                 converted=row["id"] in facts.converted,
                 paused=journey.status in (Journey.Status.PAUSED, Journey.Status.DRAFT),
                 holdout=row["holdout"], recent_marketing=facts.recent[cid], month_count=facts.month[cid],
-                quota_blocked_until=facts.blocked.get(cid), hold_count=state["hold_count"], condition=condition)
+                quota_blocked_until=facts.blocked.get(cid), hold_count=state["hold_count"], condition=condition,
+                contact_tz=facts.zones.get(cid, ""))
             espec = engine.Step(step.position, step.kind, step.config or {}, step.channel) if step else None
             action = engine.next_action(espec, situation, policy)
             key = f"{row['id']}:{state['seq']}"
@@ -430,6 +439,7 @@ class BatchFacts:
     month: dict
     blocked: dict
     chats: dict  # contact → [(chat_id, owner staff id)]
+    zones: dict = field(default_factory=dict)  # contact → own IANA zone (only contacts that have one)
 
     @classmethod
     def load(cls, contact_ids: list[int], rows: list[dict], *, at: datetime, policy: engine.Policy,
@@ -444,10 +454,19 @@ class BatchFacts:
             pairs = cur.fetchall()
             staff_names = _staff_names({sid for _, sid in pairs})
             staff_of = {cid: (sid, staff_names.get(sid, "")) for cid, sid in pairs}
+            # One read of the contact rows: their own time zones always, names when a template needs them.
             names: dict = {}
+            zones: dict = {}
             if "names" in needs:
-                cur.execute("SELECT id, name FROM contacts_contact WHERE id = ANY(%s)", [contact_ids])
-                names = dict(cur.fetchall())
+                cur.execute("SELECT id, name, time_zone FROM contacts_contact WHERE id = ANY(%s)", [contact_ids])
+            else:
+                cur.execute("SELECT id, '', time_zone FROM contacts_contact WHERE id = ANY(%s) AND time_zone <> ''",
+                            [contact_ids])
+            for cid, name, zone in cur.fetchall():
+                if "names" in needs:
+                    names[cid] = name
+                if zone:
+                    zones[cid] = zone
             cur.execute(
                 "SELECT ct.contact_id FROM tagging_contacttag ct JOIN tagging_tag t ON t.id = ct.tag_id "
                 "WHERE ct.contact_id = ANY(%s) AND t.name = %s", [contact_ids, settings.JOURNEYS_OPT_OUT_TAG])
@@ -485,7 +504,7 @@ class BatchFacts:
                     [contact_ids])
                 for cid, chat_id, owner_id in cur.fetchall():
                     chats[cid].append((chat_id, owner_id))
-        return cls(staff_of, names, opted_out, converted, recent, month, blocked, chats)
+        return cls(staff_of, names, opted_out, converted, recent, month, blocked, chats, zones)
 
 
 def _staff_names(ids: set[int]) -> dict[int, str]:

@@ -122,7 +122,8 @@ def enrollment_timeline(*, enrollment: Enrollment) -> list[dict]:
     items = [{"at": r.at, "what": r.outcome, "detail": r.detail, "step": str(r.step) if r.step else ""}
              for r in enrollment.runs.select_related("step").order_by("at", "id")]
     items += [{"at": m.created_at, "what": f"message:{m.status}", "detail": m.last_error, "step": ""}
-              for m in enrollment.messages.order_by("id")]
+              for m in OutboundMessage.objects.filter(contact_id=enrollment.contact_id, enrollment=enrollment)
+              .order_by("id")]
     return sorted(items, key=lambda x: x["at"])
 
 
@@ -149,7 +150,8 @@ def journey_dry_run(*, journey: Journey, days: int = 14, at: datetime | None = N
             for _ in offsets:
                 s = engine.Situation(now=at, entered_at=at, priority=journey.priority, opted_out=cid in facts.opted_out,
                                      is_customer=cid in facts.staff_of, recent_marketing=recent,
-                                     month_count=facts.month[cid], hold_count=policy.max_holds)
+                                     month_count=facts.month[cid], hold_count=policy.max_holds,
+                                     contact_tz=facts.zones.get(cid, ""))
                 action = engine.next_action(engine.Step(1, "send", {}, "single"), s, policy)
                 if isinstance(action, engine.Send):
                     recent += int(journey.priority == "marketing")

@@ -270,6 +270,14 @@ if not WECHAT_OA_API_BASE.endswith("/"):
     raise ImproperlyConfigured(f"WECHAT_OA_API_BASE={WECHAT_OA_API_BASE!r} must end in /")
 # Request header holding the scanner's province or city, set by a GeoIP-aware proxy (empty: not used).
 LIVECODE_REGION_HEADER = env_str("LIVECODE_REGION_HEADER", "")
+# Otherwise "by location" codes look the scanner's IP up in the bundled GeoLite2 City database (maxminddb-geolite2,
+# 2018 data); LIVECODE_IP_REGION_DB may point at a newer GeoLite2-City.mmdb. Off: regions only from the header
+# and browser coordinates.
+LIVECODE_IP_REGION = env_bool("LIVECODE_IP_REGION", True)
+LIVECODE_IP_REGION_DB = env_str("LIVECODE_IP_REGION_DB", "")
+# The scanner's address is REMOTE_ADDR, or the first X-Forwarded-For address when the reverse proxy in front sets
+# that header itself (it must overwrite, not append to, what the client sent).
+LIVECODE_TRUST_X_FORWARDED_FOR = env_bool("LIVECODE_TRUST_X_FORWARDED_FOR", False)
 # Hosts serving WeCom's contact-way and join-way QR images, allowed in the landing page's img-src.
 LIVECODE_QR_IMG_HOSTS = env_list("LIVECODE_QR_IMG_HOSTS", ["https://wework.qpic.cn", "https://p.qpic.cn"])
 SECURE_CSP["img-src"] = [*SECURE_CSP["img-src"], *LIVECODE_QR_IMG_HOSTS]

@@ -15,9 +15,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
 
 from contacts import business
+from contacts.timezones import time_zone_clean
 from scrm.clock import now
 from scrm.errors import ApplicationError
 from tagging import segments, services
@@ -27,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 BATCH = 5000
 COLUMNS = {
-    BulkJob.Kind.IMPORT_CONTACTS: (["external_userid"], ["name", "gender", "city", "age_band", "occupation"]),
+    BulkJob.Kind.IMPORT_CONTACTS: (["external_userid"], ["name", "gender", "city", "age_band", "occupation",
+                                                         "time_zone"]),
     BulkJob.Kind.IMPORT_ORDERS: (["external_id", "external_userid", "amount", "paid_at"], ["items"]),
     BulkJob.Kind.IMPORT_ENTITLEMENTS: (["external_id", "external_userid", "kind"], ["name", "status", "expires_at"]),
 }
@@ -173,7 +176,7 @@ class _Report:
 STAGE_CHUNK = 100_000  # rows per COPY round trip (and per progress update)
 _STAGE_COLUMNS = {
     BulkJob.Kind.IMPORT_CONTACTS: "line int, key text, name text, gender smallint, city text, age_band text, "
-                                  "occupation text",
+                                  "occupation text, time_zone text",
     BulkJob.Kind.IMPORT_ORDERS: "line int, key text, external_userid text, amount numeric(12,2), "
                                 "paid_at timestamptz, items jsonb",
 }
@@ -280,8 +283,15 @@ def _contact_fields(row: dict) -> tuple:
         raise ValueError("gender is 0 (unknown), 1 (male) or 2 (female)")
     if len(row["external_userid"]) > 64:
         raise ValueError("external_userid is at most 64 characters")
+    time_zone = None  # no time_zone column: keep what the contact has; a blank value: back to the corp's zone
+    if "time_zone" in row:
+        try:
+            time_zone = time_zone_clean(row["time_zone"])
+        except DjangoValidationError as exc:
+            raise ValueError(f"time_zone {row['time_zone'][:64]!r} is not a known time zone "
+                             "(an IANA name such as Asia/Tokyo)") from exc
     return (row["external_userid"], row.get("name", "")[:128], gender, row.get("city", "")[:64],
-            row.get("age_band", "")[:16], row.get("occupation", "")[:64])
+            row.get("age_band", "")[:16], row.get("occupation", "")[:64], time_zone)
 
 
 def _order_fields(row: dict) -> tuple:
@@ -325,11 +335,15 @@ def _stage_apply(job: BulkJob, report: _Report) -> int:
 def _apply_contacts(cur, corp) -> int:
     cur.execute(
         "INSERT INTO contacts_contact (corp_id, external_userid, name, avatar, type, gender, unionid, position, "
-        "corp_name, corp_full_name, active_relations, created_at, updated_at) "
-        "SELECT %s, s.key, s.name, '', 1, s.gender, '', '', '', '', 0, now(), now() FROM import_stage s "
-        "ORDER BY s.key ON CONFLICT (corp_id, external_userid) DO UPDATE SET name = EXCLUDED.name, "
-        "gender = EXCLUDED.gender, updated_at = now()", [corp.pk])
+        "corp_name, corp_full_name, active_relations, time_zone, created_at, updated_at) "
+        "SELECT %s, s.key, s.name, '', 1, s.gender, '', '', '', '', 0, COALESCE(s.time_zone, ''), now(), now() "
+        "FROM import_stage s ORDER BY s.key ON CONFLICT (corp_id, external_userid) DO UPDATE SET "
+        "name = EXCLUDED.name, gender = EXCLUDED.gender, updated_at = now()", [corp.pk])
     accepted = cur.rowcount
+    # Known contacts take a time zone only from a file that has the column (NULL in the stage: no column).
+    cur.execute(
+        "UPDATE contacts_contact c SET time_zone = s.time_zone FROM import_stage s WHERE c.corp_id = %s "
+        "AND c.external_userid = s.key AND s.time_zone IS NOT NULL AND c.time_zone <> s.time_zone", [corp.pk])
     cur.execute(
         "INSERT INTO contacts_contactfacts (contact_id, city, age_band, occupation, order_count, total_spent, "
         "avg_order_value, rfm_r, rfm_f, rfm_m, updated_at) "
