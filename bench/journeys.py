@@ -37,26 +37,36 @@ TINY = Scale(due=3_000, scheduled=3_000, future=20_000, recipients=2_000, staff=
 
 
 def run(*, tiny: bool) -> bool:
+    """On a private PostgreSQL started with the settings of ``scrm/pgconfig.py`` (those docker-compose.yml gives
+    its server; durable: fsync, synchronous_commit and full_page_writes on), unless ``BENCH_JOURNEYS_POSTGRES=stock``
+    asks for the server at ``DATABASE_URL`` as it is configured."""
+    from contextlib import nullcontext
+
+    from scrm import pgconfig
+
     scale = TINY if tiny else FULL
-    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    name = f"scrm_bench_jrny_{uuid.uuid4().hex[:8]}"
-    url = server.fresh_database(base_db, name)
-    env = server.bench_env(url, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                           key_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    try:
-        server.migrate(env)
-        args = [str(v) for v in (scale.due, scale.scheduled, scale.future, scale.recipients, scale.staff,
-                                 scale.repeats)]
-        result = subprocess.run([sys.executable, "-m", "bench.journeys", "measure", *args], env=env, cwd=server.ROOT,
-                                capture_output=True, text=True, timeout=7200)
-        print(f"journeys ({'tiny' if tiny else 'full'} scale)")
-        print(result.stdout, end="")
-        if result.returncode != 0:
-            print(result.stderr)
-            return False
-        return "journeys correctness   PASS" in result.stdout
-    finally:
-        server.drop_database(base_db, name)
+    stock = os.environ.get("BENCH_JOURNEYS_POSTGRES", "private") == "stock"
+    where = (nullcontext(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")) if stock
+             else server.private_postgres(pgconfig.server_args()))
+    with where as base_db:
+        name = f"scrm_bench_jrny_{uuid.uuid4().hex[:8]}"
+        url = server.fresh_database(base_db, name)
+        env = server.bench_env(url, os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                               key_prefix=f"bench-{uuid.uuid4().hex[:8]}")
+        try:
+            server.migrate(env)
+            args = [str(v) for v in (scale.due, scale.scheduled, scale.future, scale.recipients, scale.staff,
+                                     scale.repeats)]
+            result = subprocess.run([sys.executable, "-m", "bench.journeys", "measure", *args], env=env,
+                                    cwd=server.ROOT, capture_output=True, text=True, timeout=7200)
+            print(f"journeys ({'tiny' if tiny else 'full'} scale)")
+            print(result.stdout, end="")
+            if result.returncode != 0:
+                print(result.stderr)
+                return False
+            return "journeys correctness   PASS" in result.stdout
+        finally:
+            server.drop_database(base_db, name)
 
 
 def _p95(samples: list[float]) -> float:
@@ -123,10 +133,18 @@ def measure(due: int, scheduled: int, future: int, recipients: int, staff: int, 
     before_at = now - timedelta(minutes=30)
     before_n = min(due, 100_000)  # the per-row path runs ~7,000 steps/s: a sample, scaled linearly
     with connection.cursor() as cur:
+        cur.execute("SELECT version(), current_setting('shared_buffers'), current_setting('max_wal_size'), "
+                    "current_setting('fsync'), current_setting('synchronous_commit'), "
+                    "current_setting('full_page_writes')")
+        version, buffers, wal, fsync, sync, fpw = cur.fetchone()
+        print(f"  server: {version.split(' on ')[0]}, shared_buffers {buffers}, max_wal_size {wal}, fsync {fsync}, "
+              f"synchronous_commit {sync}, full_page_writes {fpw}")
+        # Due in entry order (the rows of people who entered over a day, whose T+N step comes due together)
         cur.execute("INSERT INTO journeys_enrollment (journey_id, contact_id, entry_key, status, position, seq, "
                     "next_run_at, holdout, entered_at, exit_reason, hold_count, context) SELECT %s, id, '', 'active', "
-                    "0, 0, %s - (random() * interval '1 minute'), false, %s, '', 0, '{}' FROM contacts_contact "
-                    "WHERE corp_id = %s ORDER BY id LIMIT %s", [journey.pk, now, now, corp_id, due])
+                    "0, 0, %s - interval '1 minute' * (1 - (row_number() OVER (ORDER BY id))::float / %s), false, "
+                    "%s, '', 0, '{}' FROM contacts_contact WHERE corp_id = %s ORDER BY id LIMIT %s",
+                    [journey.pk, now, due, now, corp_id, due])
         cur.execute("INSERT INTO journeys_enrollment (journey_id, contact_id, entry_key, status, position, seq, "
                     "next_run_at, holdout, entered_at, exit_reason, hold_count, context) SELECT %s, id, '', 'active', "
                     "0, 0, %s - (random() * interval '1 minute'), false, %s, '', 0, '{}' FROM contacts_contact "
@@ -177,6 +195,24 @@ def measure(due: int, scheduled: int, future: int, recipients: int, staff: int, 
     correct = result.claimed == due and rows == due and keys == due and left == 0
     print(f"  claimed {result.claimed:,}, outbox rows {rows:,}, distinct keys {keys:,}, still due {left}")
     ok &= correct
+
+    # Worst case: the same number of due rows with due times shuffled against the table's order (every batch
+    # touches pages all over the table and its indexes).
+    with connection.cursor() as cur:
+        cur.execute("INSERT INTO journeys_enrollment (journey_id, contact_id, entry_key, status, position, seq, "
+                    "next_run_at, holdout, entered_at, exit_reason, hold_count, context) SELECT %s, id, 'shuffled', "
+                    "'active', 0, 0, %s - (random() * interval '1 minute'), false, %s, '', 0, '{}' "
+                    "FROM contacts_contact WHERE corp_id = %s ORDER BY id LIMIT %s", [journey.pk, now, now, corp_id, due])
+        cur.execute("ANALYZE journeys_enrollment")
+    connection.close()
+    shuffled_s, shuffled_parts = _sweeps(now, set_based=True)
+    shuffled = sum(p[0] for p in shuffled_parts)
+    for key in redis.scan_iter(f"{prefix}:bench_wecom*"):
+        redis.delete(key)
+    print(f"  the same, due times shuffled against table order   {shuffled_s:8.2f} s  "
+          f"({shuffled / shuffled_s:,.0f}/s, {shuffled_s * 1_000_000 / shuffled:,.1f} s per million)  worst case")
+    _phases_print(shuffled_parts)
+    ok &= shuffled == due
 
     # --- memory of steps scheduled a day ahead: rows in Postgres, nothing in the broker or the workers ------------------
     OutboundMessage.objects.all().delete() if due <= 10_000 else None

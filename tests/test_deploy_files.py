@@ -94,6 +94,14 @@ def test_compose_app_commands_and_healthchecks_resolve(compose):
             assert_app_command_resolves(_healthcheck_argv(service["healthcheck"]["test"]))
 
 
+def test_compose_postgres_runs_with_the_settings_the_benchmarks_assume(compose):
+    from scrm.pgconfig import server_args
+
+    command = _argv(compose["services"]["postgres"]["command"])
+    assert command[0] == "postgres" and command[1:] == server_args()
+    assert {"fsync=on", "synchronous_commit=on", "full_page_writes=on"} <= set(command)  # durable
+
+
 def test_compose_runs_the_expected_processes(compose):
     services = compose["services"]
     assert "scrm.wsgi:application" in _argv(services["web"]["command"])
