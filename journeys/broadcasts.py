@@ -6,9 +6,10 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from journeys import engine
-from journeys.messages import content_hash, render
+from journeys.messages import content_hash, render, template_per_customer_fields
 from journeys.models import Broadcast, Channel, OutboundMessage
 from journeys.scheduler import BatchFacts, dispatch_groups, policy_get
 from scrm.clock import now
@@ -21,9 +22,14 @@ def broadcast_create(*, corp, name: str, template, channel: str = Channel.SINGLE
                      chat_ids: list[str] | None = None, priority: str = "marketing", send_at: datetime | None = None,
                      user=None) -> Broadcast:
     if channel == Channel.GROUP and not chat_ids:
-        raise ApplicationError("Pick at least one customer group.")
+        raise ApplicationError(_("Pick at least one customer group."))
     if channel != Channel.GROUP and segment is None:
-        raise ApplicationError("Pick a segment.")
+        raise ApplicationError(_("Pick a segment."))
+    personal = sorted(template_per_customer_fields(template.text))
+    if personal:  # one WeCom mass task carries one content: per-customer text would be one task per customer
+        raise ApplicationError(_("A broadcast sends one content to everyone; this template uses per-customer "
+                                 "fields (%(fields)s). Use a journey for personalised messages.")
+                               % {"fields": ", ".join(personal)})
     return Broadcast.objects.create(corp=corp, name=name, template=template, channel=channel, segment=segment,
                                     chat_ids=list(chat_ids or []), priority=priority, send_at=send_at,
                                     created_by=user)
@@ -78,7 +84,7 @@ def broadcast_send(*, broadcast: Broadcast, at: datetime | None = None, dispatch
     at = at or now()
     dispatch = dispatch or dispatch_groups
     if broadcast.status in (Broadcast.Status.DONE, Broadcast.Status.CANCELLED):
-        raise ApplicationError("This broadcast was already sent or cancelled.")
+        raise ApplicationError(_("This broadcast was already sent or cancelled."))
     policy = policy_get()
     template = broadcast.template
     content = render(text=template.text, kind=template.kind, attachment=template.attachment,
@@ -130,7 +136,7 @@ def broadcast_send(*, broadcast: Broadcast, at: datetime | None = None, dispatch
 
 def broadcast_schedule(*, broadcast: Broadcast, send_at: datetime) -> Broadcast:
     if send_at < now() - timedelta(minutes=1):
-        raise ApplicationError("Pick a time in the future.")
+        raise ApplicationError(_("Pick a time in the future."))
     Broadcast.objects.filter(pk=broadcast.pk).update(send_at=send_at, status=Broadcast.Status.SCHEDULED)
     broadcast.refresh_from_db()
     return broadcast

@@ -305,3 +305,16 @@ def test_tag_changes_made_by_tagging_reach_journey_triggers(corp, template, make
         tags_remove(contact_ids=[c.pk], tag_ids=[tag.pk])
     assert Enrollment.objects.filter(journey=removed_journey, contact=c).count() == 1
     assert Enrollment.objects.filter(journey=added_journey).count() == 1
+
+
+def test_broadcast_with_per_customer_fields_is_refused_and_nothing_is_created(corp):
+    from journeys.models import Broadcast
+    from tagging.models import Segment
+
+    seg = Segment.objects.create(name="all", expression={"attr": "active_relations", "op": "gte", "value": 1})
+    personal = MessageTemplate.objects.create(name="hi", text="{{ name }} 您好，{{ today }} 会员日")
+    with pytest.raises(ApplicationError, match="name"):
+        broadcasts.broadcast_create(corp=corp, name="称呼", template=personal, segment=seg)
+    assert not Broadcast.objects.exists()
+    dated = MessageTemplate.objects.create(name="day", text="{{ today }} 会员日")  # same for everyone: allowed
+    assert broadcasts.broadcast_create(corp=corp, name="会员日", template=dated, segment=seg).pk
