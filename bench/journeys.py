@@ -99,6 +99,17 @@ def _world(cur, *, staff: int, contacts: int) -> tuple[int, int, list[str]]:
     return corp_id, first_staff, []
 
 
+def _enroll(cur, journey_id: int, corp_id: int, limit: int, *, entered, due: tuple[str, list], key: str = "",
+            newest_first: bool = False) -> None:
+    """``limit`` active enrollments of the corp's contacts (by id) in a journey, set-based; ``due`` is the SQL
+    expression of ``next_run_at`` and its parameters."""
+    expression, params = due
+    cur.execute("INSERT INTO journeys_enrollment (journey_id, contact_id, entry_key, status, position, seq, "  # noqa: S608
+                f"next_run_at, holdout, entered_at, exit_reason, hold_count, context) SELECT %s, id, %s, 'active', "
+                f"0, 0, {expression}, false, %s, '', 0, '{{}}' FROM contacts_contact WHERE corp_id = %s "
+                f"ORDER BY id {'DESC' if newest_first else ''} LIMIT %s", [journey_id, key, *params, entered, corp_id, limit])
+
+
 def measure(due: int, scheduled: int, future: int, recipients: int, staff: int, repeats: int) -> None:
     import django
 
@@ -140,16 +151,10 @@ def measure(due: int, scheduled: int, future: int, recipients: int, staff: int, 
         print(f"  server: {version.split(' on ')[0]}, shared_buffers {buffers}, max_wal_size {wal}, fsync {fsync}, "
               f"synchronous_commit {sync}, full_page_writes {fpw}")
         # Due in entry order (the rows of people who entered over a day, whose T+N step comes due together)
-        cur.execute("INSERT INTO journeys_enrollment (journey_id, contact_id, entry_key, status, position, seq, "
-                    "next_run_at, holdout, entered_at, exit_reason, hold_count, context) SELECT %s, id, '', 'active', "
-                    "0, 0, %s - interval '1 minute' * (1 - (row_number() OVER (ORDER BY id))::float / %s), false, "
-                    "%s, '', 0, '{}' FROM contacts_contact WHERE corp_id = %s ORDER BY id LIMIT %s",
-                    [journey.pk, now, due, now, corp_id, due])
-        cur.execute("INSERT INTO journeys_enrollment (journey_id, contact_id, entry_key, status, position, seq, "
-                    "next_run_at, holdout, entered_at, exit_reason, hold_count, context) SELECT %s, id, '', 'active', "
-                    "0, 0, %s - (random() * interval '1 minute'), false, %s, '', 0, '{}' FROM contacts_contact "
-                    "WHERE corp_id = %s ORDER BY id DESC LIMIT %s",
-                    [before_journey.pk, before_at - timedelta(minutes=5), now, corp_id, before_n])
+        _enroll(cur, journey.pk, corp_id, due, entered=now,
+                due=("%s - interval '1 minute' * (1 - (row_number() OVER (ORDER BY id))::float / %s)", [now, due]))
+        _enroll(cur, before_journey.pk, corp_id, before_n, entered=now, newest_first=True,
+                due=("%s - (random() * interval '1 minute')", [before_at - timedelta(minutes=5)]))
     connection.close()
     with connection.cursor() as cur:
         cur.execute("ANALYZE")
@@ -199,10 +204,8 @@ def measure(due: int, scheduled: int, future: int, recipients: int, staff: int, 
     # Worst case: the same number of due rows with due times shuffled against the table's order (every batch
     # touches pages all over the table and its indexes).
     with connection.cursor() as cur:
-        cur.execute("INSERT INTO journeys_enrollment (journey_id, contact_id, entry_key, status, position, seq, "
-                    "next_run_at, holdout, entered_at, exit_reason, hold_count, context) SELECT %s, id, 'shuffled', "
-                    "'active', 0, 0, %s - (random() * interval '1 minute'), false, %s, '', 0, '{}' "
-                    "FROM contacts_contact WHERE corp_id = %s ORDER BY id LIMIT %s", [journey.pk, now, now, corp_id, due])
+        _enroll(cur, journey.pk, corp_id, due, entered=now, key="shuffled",
+                due=("%s - (random() * interval '1 minute')", [now]))
         cur.execute("ANALYZE journeys_enrollment")
     connection.close()
     shuffled_s, shuffled_parts = _sweeps(now, set_based=True)
@@ -219,10 +222,8 @@ def measure(due: int, scheduled: int, future: int, recipients: int, staff: int, 
     before = int(redis.info("memory")["used_memory"])
     tomorrow = now + timedelta(days=1)
     with connection.cursor() as cur:
-        cur.execute("INSERT INTO journeys_enrollment (journey_id, contact_id, entry_key, status, position, seq, "
-                    "next_run_at, holdout, entered_at, exit_reason, hold_count, context) SELECT %s, id, 'sched', "
-                    "'active', 0, 0, %s + (random() * interval '1 hour'), false, %s, '', 0, '{}' FROM contacts_contact "
-                    "WHERE corp_id = %s ORDER BY id LIMIT %s", [journey.pk, tomorrow, now, corp_id, scheduled])
+        _enroll(cur, journey.pk, corp_id, scheduled, entered=now, key="sched",
+                due=("%s + (random() * interval '1 hour')", [tomorrow]))
     after = int(redis.info("memory")["used_memory"])
     delta_mb = (after - before) / 1e6
     print(f"  {scheduled:,} steps scheduled a day ahead: Redis +{delta_mb:.2f} MB (shared Redis, noise ±1 MB), "

@@ -1,7 +1,6 @@
 """Start and stop the system under test for a benchmark: a fresh database, gunicorn on a free port."""
 
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -165,38 +164,25 @@ def _postgres_bin() -> Path:
 @contextmanager
 def private_postgres(args: list[str]):
     """A throwaway PostgreSQL cluster started with ``args`` (``-c name=value`` …) on a free port; yields the URL of
-    its ``postgres`` database. Removed afterwards. Runs as an unprivileged user when we are root."""
-    bin_dir = _postgres_bin()
+    its ``postgres`` database. Removed afterwards. Set up as ``make run`` sets up its embedded server (as an
+    unprivileged user when we are root)."""
+    from scrm import devrun
+
     home = Path(tempfile.mkdtemp(prefix="scrm-bench-pg-"))
     datadir = home / "data"
-    as_user: dict = {}
-    if os.geteuid() == 0:
-        try:
-            entry = pwd.getpwnam("postgres")
-        except KeyError:
-            from scrm import devrun
-
-            entry = pwd.getpwnam(devrun._ensure_system_user(devrun.PG_SYSTEM_USER))
-        os.chown(home, entry.pw_uid, entry.pw_gid)
-        as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed in finally
     proc = None
     try:
-        subprocess.run([str(bin_dir / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                        "--no-locale"], check=True, stdout=subprocess.DEVNULL, cwd=home, **as_user)
+        bin_dir, user = devrun.postgres_prepare(datadir, _postgres_bin())
         port = free_port()
-        proc = subprocess.Popen([str(bin_dir / "postgres"), "-D", str(datadir), "-h", "127.0.0.1", "-p", str(port),
-                                 "-k", "", *args], stdout=log, stderr=log, cwd=home, **as_user)
+        proc = subprocess.Popen([*devrun.postgres_argv(bin_dir, datadir, port), *args], stdout=log, stderr=log,
+                                cwd=home, **devrun.as_user(user))
         url = f"postgres://postgres@127.0.0.1:{port}/postgres"
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                connect(url).close()
-                break
-            except psycopg2.OperationalError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"private PostgreSQL did not start: {(home / 'server.log').read_text()[-2000:]}") from None
-                time.sleep(0.2)
+        while not devrun.postgres_ready(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"private PostgreSQL did not start: {(home / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.2)
         yield url
     finally:
         if proc is not None and proc.poll() is None:

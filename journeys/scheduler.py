@@ -99,27 +99,19 @@ def enrollments_advance_due(*, at: datetime | None = None, batch: int | None = N
     floor = None
     dispatched: set = set()  # groups handed to a sender in this sweep
     late: set = set()  # ... that got more rows in a later batch: handed over once more at the end
-    shapes: dict = {}  # (journey, step position) → FinalSend or None, decided once per sweep
+    # (journey, step position) → FinalSend or None, decided once per sweep; None: everything goes per row
+    shapes: dict | None = {} if set_based else None
     other_zones = set_based and fastpath.zones_elsewhere(policy)
     while max_batches is None or done < max_batches:
         with transaction.atomic():
-            if set_based:
-                with _clock(result, "claim"):
-                    held = fastpath.claim(at=at, limit=batch, floor=floor)
-                if not held:
-                    break
-                claimed = sum(h[2] for h in held)
-                floor = max(h[3] for h in held)
-                groups = _batch_set(held, claimed, at=at, policy=policy, plans=plans, result=result, shapes=shapes,
-                                    other_zones=other_zones)
-            else:
-                with _clock(result, "claim"):
-                    rows = _claim_rows(at=at, limit=batch, floor=floor)
-                if not rows:
-                    break
-                claimed = len(rows)
-                floor = max(r["next_run_at"] for r in rows)
-                groups = _advance(rows, at=at, policy=policy, plans=plans, result=result)
+            with _clock(result, "claim"):
+                held = fastpath.claim(at=at, limit=batch, floor=floor)
+            if not held:
+                break
+            claimed = sum(h[2] for h in held)
+            floor = max(h[3] for h in held)
+            groups = _batch_run(held, claimed, at=at, policy=policy, plans=plans, result=result,
+                                shapes=shapes, other_zones=other_zones)
             committing = time.perf_counter()
         result.timings["commit"] += time.perf_counter() - committing
         result.claimed += claimed
@@ -137,12 +129,12 @@ def enrollments_advance_due(*, at: datetime | None = None, batch: int | None = N
     return result
 
 
-def _batch_set(held: list[tuple], claimed: int, *, at: datetime, policy: engine.Policy, plans: "_Plans",
-               result: AdvanceResult, shapes: dict, other_zones: bool) -> set:
-    """One batch claimed into ``sweep_claimed``: the set-based path takes what it can, the per-row engine the rest
-    (fetched only when there is a rest)."""
+def _batch_run(held: list[tuple], claimed: int, *, at: datetime, policy: engine.Policy, plans: "_Plans",
+               result: AdvanceResult, shapes: dict | None, other_zones: bool) -> set:
+    """One batch claimed into ``sweep_claimed``: the set-based path takes what it can (unless ``shapes`` is None:
+    the per-row reference), the per-row engine the rest (fetched only when there is a rest)."""
     by_shape: dict = defaultdict(list)
-    for journey_id, position, _n, _latest in held:
+    for journey_id, position, _n, _latest in (held if shapes is not None else ()):
         plan = plans[journey_id]
         step = plan.step_at(position)
         key = (journey_id, step.position if step else None)
@@ -174,24 +166,6 @@ def enrollments_claim(*, at: datetime, limit: int) -> list[int]:
         cur.execute("SELECT id FROM journeys_enrollment WHERE status = 'active' AND next_run_at <= %s "
                     "ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED", [at, limit])
         return [row[0] for row in cur.fetchall()]
-
-
-_CLAIM_COLS = fastpath.CLAIM_COLS
-
-
-def _claim_rows(*, at: datetime, limit: int, floor: datetime | None = None) -> list[dict]:
-    """The claim query returning what the batch needs (one round trip). ``floor``: the latest ``next_run_at``
-    the previous batch of this sweep claimed; the index scan starts there instead of walking over the entries
-    every earlier batch left behind (rows below it that were locked by another sweeper, or are new, are due
-    for the next tick)."""
-    with connection.cursor() as cur:
-        # Batch queries cross the planner's JIT threshold, and compiling costs more than it saves at this size.
-        cur.execute("SET LOCAL jit = off")
-        above = "AND next_run_at >= %s " if floor else ""
-        cur.execute(f"SELECT {', '.join(_CLAIM_COLS)} FROM journeys_enrollment WHERE status = 'active' "  # noqa: S608
-                    f"AND next_run_at <= %s {above}ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED",
-                    [at, floor, limit] if floor else [at, limit])
-        return [dict(zip(_CLAIM_COLS, r, strict=True)) for r in cur.fetchall()]
 
 
 def dispatch_groups(groups: set) -> None:

