@@ -87,7 +87,7 @@ def key_uv_target(code_id: int, day: str) -> str:
 
 
 def key_person(person: str) -> str:
-    return f"{prefix()}:lc:person:{person}"
+    return f"{prefix()}:person:{person}"
 
 
 def key_known(contact: str) -> str:
@@ -233,7 +233,8 @@ class Local:
         self.full: dict[tuple[int, int, int], float] = {}  # (code, member, limit) → trust until (monotonic)
         self.counts: dict[tuple[int, str], tuple[float, dict]] = {}  # (code, day) → (until, joins/adds counts)
         self.rr: dict[tuple[int, int], int] = {}
-        self.plans: dict[tuple, tuple[float, float, routing.Plan]] = {}  # (code, version, option) → (from, until, plan)
+        # (code, version, option, region of a location code) → (from, until, plan)
+        self.plans: dict[tuple, tuple[float, float, routing.Plan]] = {}
         self._buffers()
         self.thread_pid = 0
 
@@ -672,8 +673,7 @@ def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region:
         for scope, entity in _person_routes(person).items():
             entities.setdefault(scope, entity)
         valid = False
-    if ip and not region and lat is None and snap.spec.mode == routing.LOCATION:
-        region = region_of(ip)
+    region = _region(snap, region, lat, ip)
     scope_entity = entities.get(snap.scope)
     known_entities = entities.get(KNOWN)
     if known is None and known_entities and entities.get(CONTACT) and \
@@ -694,8 +694,7 @@ def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region:
         mark_exhausted(snap.spec.id)
         fallback = snapshot_get(snap.fallback_slug) if snap.fallback_slug else None
         if fallback is not None and fallback.spec.active:
-            if ip and not region and lat is None and fallback.spec.mode == routing.LOCATION:
-                region = region_of(ip)
+            region = _region(fallback, region, lat, ip)
             chosen, used, reason = _route(fallback, routing.Visitor(region=region, lat=lat, lng=lng), visitor_id,
                                           None, ts, at, rng)
             if chosen is None:
@@ -716,6 +715,14 @@ def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region:
             _person_remember(person, entities)
     return ScanResult(status=status, snapshot=snap, shown=used.shown.get(chosen), shown_snapshot=used,
                       cookie=_visitor_write(visitor_id, entities) if changed else "", known=reason == "known")
+
+
+def _region(snap: Snapshot, region: str, lat: float | None, ip: str) -> str:
+    """The region to route by: the one given, else the address's for a code that rotates by location and has
+    no coordinates to go by (the lookup is cached per address)."""
+    if ip and not region and lat is None and snap.spec.mode == routing.LOCATION:
+        return region_of(ip)
+    return region
 
 
 def _route(snap: Snapshot, visitor: routing.Visitor, visitor_id: str, option_id: int | None, ts: float,
