@@ -6,17 +6,13 @@ A page with no query string shows the last 30 days. Invalid input is reported on
 from datetime import date, timedelta
 
 from django import forms
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from analytics.selectors import MAX_PERIOD_DAYS, Period, today
 
 PRESETS = [("7", _("Last 7 days")), ("30", _("Last 30 days")), ("90", _("Last 90 days")),
            ("365", _("Last 365 days")), ("custom", _("Custom range"))]
 DEFAULT_PRESET = "30"
-MAX_DAYS = 731  # two years and a day: the selectors refuse longer ranges too
-
-
-def corp_today() -> date:
-    return timezone.localdate()  # settings.TIME_ZONE is the corp's zone
 
 
 class RangeForm(forms.Form):
@@ -39,7 +35,7 @@ class RangeForm(forms.Form):
         if not preset or self.errors:
             return data
         if preset != "custom":
-            end = corp_today()
+            end = today()
             data["start"], data["end"] = end - timedelta(days=int(preset) - 1), end
             return data
         start, end = data.get("start"), data.get("end")
@@ -47,15 +43,13 @@ class RangeForm(forms.Form):
             raise forms.ValidationError(_("A custom range needs both a start and an end date."))
         if start > end:
             raise forms.ValidationError(_("The start date must not be after the end date."))
-        if end > corp_today():
+        if end > today():
             raise forms.ValidationError(_("The end date must not be in the future."))
-        if (end - start).days + 1 > MAX_DAYS:
-            raise forms.ValidationError(_("A range may cover at most %(days)s days.") % {"days": MAX_DAYS})
+        if (end - start).days + 1 > MAX_PERIOD_DAYS:
+            raise forms.ValidationError(_("A range may cover at most %(days)s days.") % {"days": MAX_PERIOD_DAYS})
         return data
 
-    def period(self):
-        from analytics.selectors import Period
-
+    def period(self) -> Period:
         return Period(start=self.cleaned_data["start"], end=self.cleaned_data["end"])
 
     def effective(self, name: str) -> str:

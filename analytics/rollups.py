@@ -17,6 +17,7 @@ from datetime import date, datetime
 from django.conf import settings
 from django.db import connection, transaction
 
+from analytics.selectors import REFERRAL_KEY
 from scrm.clock import now
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ ON CONFLICT (contact_id) DO UPDATE SET corp_id = EXCLUDED.corp_id, added_at = EX
     first_order_at = EXCLUDED.first_order_at, second_order_at = EXCLUDED.second_order_at,
     revenue_30 = EXCLUDED.revenue_30, revenue_90 = EXCLUDED.revenue_90, revenue_365 = EXCLUDED.revenue_365
 WHERE (cf.*) IS DISTINCT FROM (EXCLUDED.*)
-RETURNING cf.contact_id
+{{returning}}
 """  # noqa: S608
 
 _BUCKETS_OF = """
@@ -122,15 +123,15 @@ def facts_refresh(*, contact_ids: list[int]) -> int:
         cur.execute("SELECT contact_id, cohort_week FROM analytics_customerfact WHERE contact_id = ANY(%s)",
                     [contact_ids])
         old_cohort = dict(cur.fetchall())
-        cur.execute(_FACTS_SQL.format(ids="SELECT unnest(%(ids)s::bigint[]) AS id"), _params(ids=contact_ids))
-        changed = [row[0] for row in cur.fetchall()]
+        cur.execute(_FACTS_SQL.format(ids="SELECT unnest(%(ids)s::bigint[]) AS id",
+                                      returning="RETURNING cf.contact_id, cf.cohort_week"), _params(ids=contact_ids))
+        new_cohort = dict(cur.fetchall())
+        changed = list(new_cohort)
         if not changed:
             return 0
         cur.execute(_BUCKETS_OF, [changed])
-        buckets = set(cur.fetchall()) | {b for b in before}
-        cur.execute("SELECT contact_id, cohort_week FROM analytics_customerfact WHERE contact_id = ANY(%s)",
-                    [changed])
-        moved = [cid for cid, week in cur.fetchall() if old_cohort.get(cid) != week]
+        buckets = set(cur.fetchall()) | before
+        moved = [cid for cid, week in new_cohort.items() if old_cohort.get(cid) != week]
         if moved:  # their activity counts belong to another cohort now
             cur.execute("SELECT DISTINCT 'activity', week FROM analytics_contactweek WHERE contact_id = ANY(%s)",
                         [moved])
@@ -225,8 +226,8 @@ ON CONFLICT (cohort_week, "offset") DO UPDATE SET active = EXCLUDED.active
 """
 
 
-# Referral states ("ref_<contact id>") are one channel in the rollups: one row per referrer would swamp them.
-REFERRAL_KEY = "ref"
+# Referral states ("ref_<contact id>") are one channel in the rollups (REFERRAL_KEY): one row per referrer would
+# swamp them.
 CHANNEL = f"CASE WHEN referrer_id IS NOT NULL THEN '{REFERRAL_KEY}' ELSE state END"
 
 
@@ -292,8 +293,7 @@ def rollups_rebuild(*, since: date | None = None) -> dict:
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # TRUNCATE refuses pending FK checks of this transaction
             cur.execute("TRUNCATE analytics_customerfact, analytics_dailygrowth, analytics_dailycohort, "
                         "analytics_cohortweek, analytics_contactweek, analytics_dirtycontact, analytics_dirtybucket")
-            cur.execute(_FACTS_SQL.format(ids="SELECT id FROM contacts_contact").replace(
-                "RETURNING cf.contact_id", ""), _params())
+            cur.execute(_FACTS_SQL.format(ids="SELECT id FROM contacts_contact", returning=""), _params())
             cur.execute(f"INSERT INTO analytics_contactweek (week, contact_id) SELECT DISTINCT "  # noqa: S608
                         f"{_week('occurred_at')}, contact_id FROM contacts_contactevent WHERE contact_id IS NOT NULL",
                         _params())

@@ -24,7 +24,7 @@ contacts as the number it explains):
   sent). Refreshed by the periodic rollup task, not per page view.
 
 Dashboards are for operators and admins: every selector refuses guides (aggregates would leak other guides'
-customers) with ApplicationError; views return 403 before that.
+customers) with PermissionDenied; views return 403 before that.
 """
 
 from __future__ import annotations
@@ -138,10 +138,6 @@ class DrilldownSpec:
     m: int | None = None
     campaign: str = ""  # "broadcast:<id>" or "journey_step:<id>"
     days: int | None = None
-
-    @property
-    def period(self) -> Period | None:
-        return Period(self.start, self.end) if self.start and self.end else None
 
     @classmethod
     def from_query(cls, query: QueryDict | dict) -> DrilldownSpec:
@@ -471,7 +467,9 @@ class StaffReport:
 def _check(user: User) -> None:
     from django.core.exceptions import PermissionDenied
 
-    if user is None or not user.is_authenticated or user.is_guide:
+    from accounts.permissions import can_configure
+
+    if user is None or not can_configure(user):
         raise PermissionDenied("Dashboards are for operators and admins.")
 
 
@@ -785,7 +783,6 @@ def drilldown_contacts(*, user: User, spec: DrilldownSpec) -> QuerySet[Contact]:
 
     _check(user)
     metric, qs = spec.metric, Contact.objects.all()
-    period = spec.period
     in_period = (spec.start, spec.end)
     if metric in ("added", "funnel_joined_group", "funnel_first_order", "funnel_repeat_order", "retained_30",
                   "ltv_customers"):
@@ -825,5 +822,4 @@ def drilldown_contacts(*, user: User, spec: DrilldownSpec) -> QuerySet[Contact]:
         sql, params = outcome_contacts_sql(kind=kind, campaign_id=int(ident), metric=metric.removeprefix("campaign_"),
                                            days=spec.days)
         qs = qs.filter(pk__in=RawSQL(sql, params))  # noqa: S611 - internal SQL, parameters bound
-    del period
     return qs.order_by("-id")

@@ -16,9 +16,10 @@ def rfm_cell_segment_create(*, user: User, r: int, f: int, m: int) -> Segment:
     from django.core.exceptions import PermissionDenied
     from django.utils.translation import gettext as _
 
+    from accounts.permissions import can_configure
     from tagging.segments import expression_parse
 
-    if user is None or user.is_guide:
+    if user is None or not can_configure(user):
         raise PermissionDenied("Only operators and admins create segments from the RFM grid.")
     if any(not isinstance(v, int) or not 1 <= v <= 5 for v in (r, f, m)):
         raise ApplicationError(_("RFM scores are between 1 and 5."))

@@ -39,6 +39,7 @@ from analytics.forms import (
 from scrm.access import operators_only
 from scrm.errors import ApplicationError
 from web.pagination import keyset_page
+from web.views import htmx_partial
 
 PAGES = [
     ("growth", gettext_lazy("Growth"), gettext_lazy("New customers per day by source, live code and staff member; "
@@ -57,11 +58,6 @@ PAGES = [
                                                   "execution rate per staff member.")),
 ]
 CHART_DAYS_MAX = 400  # above this, the daily charts are replaced by the table and the CSV
-
-
-def htmx_partial(request: HttpRequest) -> bool:
-    htmx = request.htmx
-    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request
 
 
 @cache
@@ -176,14 +172,17 @@ def growth_present(report, form) -> dict:
         value = getattr(report, metric)[i]
         return value, drill_url(report.spec_for(metric, day=day)) if value and metric in drillable else None
 
-    def daily(metric):
-        return day_link(lambda day: report.spec_for(metric, day=day))
+    def daily(metric, color):
+        """One metric's daily series; a click lists the customers behind that day (net is not a list)."""
+        dataset = {"label": str(dict(GROWTH_METRICS)[metric]), "data": getattr(report, metric), "color": color}
+        if metric in drillable:
+            dataset["link"] = day_link(lambda day: report.spec_for(metric, day=day))
+        return dataset
 
     context = {
         "totals": [(label, report.totals.get(metric, 0), drill_url(report.spec_for(metric)) if metric in drillable
                     else None) for metric, label in GROWTH_METRICS],
-        "series_rows": [(s.label, sum(s.values), drill_url(report.spec_for("added", key=s.key)))
-                        for s in report.series],
+        "series_rows": [(s.label, sum(s.values), drill_url(s.spec)) for s in report.series],
         "daily_rows": [(day, [cell(m, i, day) for m, _label in GROWTH_METRICS])
                        for i, day in enumerate(report.days)][::-1],
         "metric_labels": [label for _m, label in GROWTH_METRICS],
@@ -199,26 +198,13 @@ def growth_present(report, form) -> dict:
     }
     context["chart_net"] = {
         "type": "line", "labels": days,
-        "datasets": [
-            {"label": str(GROWTH_METRICS[0][1]), "data": report.added, "link": daily("added"), "color": "#16a34a"},
-            {"label": str(GROWTH_METRICS[1][1]), "data": report.lost_by_customer,
-             "link": daily("lost_by_customer"), "color": "#dc2626"},
-            {"label": str(GROWTH_METRICS[2][1]), "data": report.lost_by_staff, "link": daily("lost_by_staff"),
-             "color": "#d97706"},
-            {"label": str(GROWTH_METRICS[3][1]), "data": report.net, "color": "#2563eb"},
-        ],
+        "datasets": [daily("added", "#16a34a"), daily("lost_by_customer", "#dc2626"),
+                     daily("lost_by_staff", "#d97706"), daily("net", "#2563eb")],
     }
-    context["chart_groups"] = {
-        "type": "bar", "labels": days,
-        "datasets": [
-            {"label": str(GROWTH_METRICS[4][1]), "data": report.group_joined, "link": daily("group_joined"),
-             "color": "#16a34a"},
-            {"label": str(GROWTH_METRICS[5][1]), "data": report.group_left, "link": daily("group_left"),
-             "color": "#dc2626"},
-        ],
-    }
-    if not (report.totals.get("group_joined") or report.totals.get("group_left")):
-        context["chart_groups"] = None  # a sentence, not empty axes
+    has_groups = report.totals.get("group_joined") or report.totals.get("group_left")
+    context["chart_groups"] = {  # without joins or leaves: a sentence, not empty axes
+        "type": "bar", "labels": days, "datasets": [daily("group_joined", "#16a34a"), daily("group_left", "#dc2626")],
+    } if has_groups else None
     return context
 
 
@@ -249,16 +235,14 @@ def funnel_cells(report, row) -> list[dict]:
 def funnel_present(report, form) -> dict:
     rows = [(row.label, funnel_cells(report, row)) for row in report.rows]
     total = funnel_cells(report, report.total)
-    steps = list(selectors.FUNNEL_STEPS)
-    chart_rows = report.rows[:8] if report.rows else [report.total]
+    steps = selectors.FUNNEL_STEPS
+    chart_rows = rows[:8] or [(str(_("All customers")), total)]
     return {
         "steps": [FUNNEL_LABELS[s] for s in steps], "rows": rows, "total": total,
         "chart_funnel": {
             "type": "bar", "labels": [str(FUNNEL_LABELS[s]) for s in steps],
-            "datasets": [{"label": row.label if row.key is not None else str(_("All customers")),
-                          "data": [getattr(row, s) for s in steps],
-                          "links": [drill_url(report.spec_for(s, key=row.key)) for s in steps]}
-                         for row in chart_rows],
+            "datasets": [{"label": label, "data": [c["value"] for c in cells], "links": [c["url"] for c in cells]}
+                         for label, cells in chart_rows],
         },
     }
 
@@ -326,8 +310,7 @@ def rfm_present(report, m: int | None) -> dict:
                 cell = cells.get((r, f, m_score))
                 count = cell.count if cell else 0
                 row.append({"r": r, "f": f, "m": m_score, "count": count,
-                            "value": cell.value if cell else Decimal(0),
-                            "level": round(count * HEAT_LEVELS / peak) if peak else 0,
+                            "value": cell.value if cell else Decimal(0), "level": heat_level(count, peak),
                             "url": drill_url(report.spec_for(r, f, m_score)) if count else None})
             rows.append((r, row))
         grids.append((m_score, rows))
@@ -377,22 +360,19 @@ def ltv_cells(report, row) -> dict:
 
 
 def ltv_present(report, form) -> dict:
-    rows = [ltv_cells(report, row) for row in report.rows]
-    chart_rows = report.rows[:8]
     total = report.total
+    context = {"rows": [ltv_cells(report, row) for row in report.rows], "total": ltv_cells(report, total),
+               "chart_ltv": None}
     if all(v is None for v in (total.ltv30, total.ltv90, total.ltv365)):
-        return {"rows": rows, "total": ltv_cells(report, total), "chart_ltv": None}  # nothing to draw yet
-    return {
-        "rows": rows, "total": ltv_cells(report, total),
-        "chart_ltv": {
-            "type": "bar", "labels": [_("%(days)s days") % {"days": d} for d in selectors.LTV_DAYS],
-            "datasets": [{"label": row.label,
-                          "data": [float(v) if v is not None else None
-                                   for v in (row.ltv30, row.ltv90, row.ltv365)],
-                          "links": [drill_url(report.spec_for(row.key, days=d)) for d in selectors.LTV_DAYS]}
-                         for row in chart_rows],
-        },
+        return context  # nothing to draw yet
+    context["chart_ltv"] = {
+        "type": "bar", "labels": [_("%(days)s days") % {"days": d} for d in selectors.LTV_DAYS],
+        "datasets": [{"label": row.label,
+                      "data": [float(v) if v is not None else None for v in (row.ltv30, row.ltv90, row.ltv365)],
+                      "links": [drill_url(report.spec_for(row.key, days=d)) for d in selectors.LTV_DAYS]}
+                     for row in report.rows[:8]],
     }
+    return context
 
 
 @operators_only
@@ -418,19 +398,14 @@ def campaign_cells(report, row) -> dict:
 
 def campaign_present(report, form) -> dict:
     rows = [campaign_cells(report, row) for row in report.rows]
-    chart_rows = report.rows[:20]
+    chart_rows = rows[:20]
+    rates = [(1, _("Conversion rate")), (2, _("Repurchase rate")), (3, _("Referral rate"))]  # cells after "sent"
     return {
         "rows": rows,
         "chart_campaigns": {
-            "type": "bar", "percent": True, "labels": [row.label for row in chart_rows],
-            "datasets": [
-                {"label": str(_("Conversion rate")), "data": [percent(r.conversion_rate) for r in chart_rows],
-                 "links": [drill_url(report.spec_for(r, "converted")) for r in chart_rows]},
-                {"label": str(_("Repurchase rate")), "data": [percent(r.repurchase_rate) for r in chart_rows],
-                 "links": [drill_url(report.spec_for(r, "repurchased")) for r in chart_rows]},
-                {"label": str(_("Referral rate")), "data": [percent(r.referral_rate) for r in chart_rows],
-                 "links": [drill_url(report.spec_for(r, "referrals")) for r in chart_rows]},
-            ],
+            "type": "bar", "percent": True, "labels": [r["row"].label for r in chart_rows],
+            "datasets": [{"label": str(label), "data": [r["cells"][i]["rate"] for r in chart_rows],
+                          "links": [r["cells"][i]["url"] for r in chart_rows]} for i, label in rates],
         },
     }
 
@@ -453,16 +428,16 @@ def staff_present(report, form) -> dict:
              "lost_url": drill_url(report.spec_for(row.staff_id, "lost")),
              "retained_url": drill_url(report.spec_for(row.staff_id, "retained_30")),
              "retained": percent(row.retained_30), "sop": percent(row.sop_rate)} for row in report.rows]
-    chart_rows = report.rows[:30]
+    chart_rows = rows[:30]
     return {
         "rows": rows,
         "chart_staff": {
-            "type": "bar", "labels": [row.name for row in chart_rows],
+            "type": "bar", "labels": [r["row"].name for r in chart_rows],
             "datasets": [
-                {"label": str(_("Added")), "data": [r.added for r in chart_rows], "color": "#16a34a",
-                 "links": [drill_url(report.spec_for(r.staff_id, "added")) for r in chart_rows]},
-                {"label": str(_("Lost")), "data": [r.lost for r in chart_rows], "color": "#dc2626",
-                 "links": [drill_url(report.spec_for(r.staff_id, "lost")) for r in chart_rows]},
+                {"label": str(_("Added")), "data": [r["row"].added for r in chart_rows], "color": "#16a34a",
+                 "links": [r["added_url"] for r in chart_rows]},
+                {"label": str(_("Lost")), "data": [r["row"].lost for r in chart_rows], "color": "#dc2626",
+                 "links": [r["lost_url"] for r in chart_rows]},
             ],
         },
     }

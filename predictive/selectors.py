@@ -14,9 +14,9 @@ from predictive.models import ModelRun
 from predictive.reasons import feature_label, reason_text
 from scrm.clock import now
 from tagging.models import ContactTag, Dimension, Tag
+from web.charts import level  # bar heights bar-h0…bar-h20 (CSS classes: the CSP forbids inline styles)
 
 BINS = 10
-LEVELS = 20  # bar heights bar-h0…bar-h20 (CSS classes, like web/charts.py: the CSP forbids inline styles)
 SCORE_FIELDS = {"churn": "churn_risk", "propensity": "purchase_propensity"}
 
 
@@ -84,10 +84,6 @@ def _coefficients(run: ModelRun) -> list[Coefficient]:
     return sorted(rows, key=lambda row: -abs(row.value))
 
 
-def _level(value: int, peak: int) -> int:
-    return 0 if value <= 0 or peak <= 0 else max(1, -(-value * LEVELS // peak))
-
-
 def score_histogram(*, corp_id: int, kind: str) -> tuple[list[HistogramBar], int]:
     column = SCORE_FIELDS[kind]
     with connection.cursor() as cur:
@@ -97,7 +93,7 @@ def score_histogram(*, corp_id: int, kind: str) -> tuple[list[HistogramBar], int
             f"WHERE c.corp_id = %s AND f.{column} IS NOT NULL GROUP BY b", [BINS, BINS, corp_id])
         counts = dict(cur.fetchall())
     peak = max(counts.values(), default=0)
-    bars = [HistogramBar(low=(b - 1) / BINS, high=b / BINS, count=counts.get(b, 0), level=_level(counts.get(b, 0), peak))
+    bars = [HistogramBar(low=(b - 1) / BINS, high=b / BINS, count=counts.get(b, 0), level=level(counts.get(b, 0), peak))
             for b in range(1, BINS + 1)]
     return bars, sum(counts.values())
 
