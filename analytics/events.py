@@ -1,4 +1,5 @@
-"""How analytics reacts to contact events and order writes (called from contacts.fanout): mark dirty, nothing more.
+"""How analytics reacts to contact events, order writes and WeCom syncs (called from contacts.fanout): mark dirty,
+nothing more.
 
 The rollups are recomputed by the every-minute drain (``analytics.rollups.rollups_refresh``), never here.
 """
@@ -15,7 +16,9 @@ def contact_event_handle(*, event: ContactEvent, context: dict) -> None:
 
 def contacts_facts_changed(*, contact_ids: list[int] | None = None, contact_ids_sql: str = "",
                            params: list | None = None) -> None:
-    """Orders were written for these contacts (also by bulk imports that record no events)."""
+    """What the facts of these contacts are computed from changed without an event: orders (also bulk imports),
+    follow relations and group memberships written without an event (the full sync, a group re-read from WeCom, a
+    dismissed group)."""
     from analytics.rollups import contacts_mark_dirty, contacts_mark_dirty_sql
 
     if contact_ids_sql:

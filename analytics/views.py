@@ -7,16 +7,15 @@ drillable number carrying the URL of the customers behind it. Operators and admi
 guide other guides' customers.
 """
 
-import csv
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
 from functools import cache
 
 from django.contrib import messages
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -37,6 +36,7 @@ from analytics.forms import (
     StaffForm,
 )
 from scrm.access import operators_only
+from scrm.csvexport import csv_response
 from scrm.errors import ApplicationError
 from web.pagination import keyset_page
 from web.views import htmx_partial
@@ -74,26 +74,7 @@ def percent(rate: float | None) -> float | None:
     return None if rate is None else round(rate * 100, 1)
 
 
-# --- CSV ---------------------------------------------------------------------------------------------------------
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_response(rows: Iterable[Iterable], *, filename: str) -> StreamingHttpResponse:
-    """Streamed CSV, UTF-8 with a BOM so that Excel reads the Chinese labels correctly."""
-    writer = csv.writer(_Echo())
-
-    def lines() -> Iterator[str]:
-        yield "\ufeff"
-        for row in rows:
-            yield writer.writerow(row)
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
-
-
+# --- CSV (scrm.csvexport.csv_response: streamed, UTF-8 with a BOM for Excel) -------------------------------------
 def csv_filename(page: str, form: RangeForm, *parts: str) -> str:
     period = form.period()
     return "-".join([page, *[p for p in parts if p], period.start.isoformat(), period.end.isoformat()]) + ".csv"

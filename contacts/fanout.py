@@ -34,3 +34,11 @@ def orders_written(*, contact_ids: list[int] | None = None, contact_ids_sql: str
     from analytics.events import contacts_facts_changed
 
     contacts_facts_changed(contact_ids=contact_ids, contact_ids_sql=contact_ids_sql, params=params)
+
+
+def relations_written(*, contact_ids: list[int]) -> None:
+    """Follow relations or group memberships of these contacts changed without an event of their own (the full sync,
+    a group re-read from WeCom, a dismissed group); called inside the writing transaction."""
+    from analytics.events import contacts_facts_changed
+
+    contacts_facts_changed(contact_ids=contact_ids)

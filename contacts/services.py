@@ -221,10 +221,12 @@ def group_chat_upsert_from_wecom(*, corp: Corp, detail: GroupChatDetail, at: dat
         chat.save()
         present: set[str] = set()
         existing = {m.member_id: m for m in chat.members.all()}
+        changed: set[int] = set()  # customers whose membership this read changed (no event records it)
         for member in detail.members:
             present.add(member.userid)
             row = existing.get(member.userid) or GroupMember(chat=chat, member_id=member.userid,
                                                              member_type=member.type)
+            before = (row.member_type, row.contact_id, row.joined_at, row.left_at)
             row.member_type = member.type
             row.name = member.name or row.name
             row.group_nickname = member.group_nickname
@@ -240,10 +242,14 @@ def group_chat_upsert_from_wecom(*, corp: Corp, detail: GroupChatDetail, at: dat
             else:
                 row.contact = contact_placeholder(corp=corp, external_userid=member.userid, name=member.name)
             row.save()
-        gone = [m.pk for mid, m in existing.items() if mid not in present and m.left_at is None]
+            if row.contact_id is not None and (row.member_type, row.contact_id, row.joined_at, row.left_at) != before:
+                changed.add(row.contact_id)
+        gone = [m for mid, m in existing.items() if mid not in present and m.left_at is None]
         if gone:
-            GroupMember.objects.filter(pk__in=gone).update(left_at=at)
+            GroupMember.objects.filter(pk__in=[m.pk for m in gone]).update(left_at=at)
+            changed.update(m.contact_id for m in gone if m.contact_id is not None)
         _group_chat_recount(chat)
+        fanout.relations_written(contact_ids=sorted(changed))
     return chat
 
 
@@ -323,6 +329,9 @@ def group_chat_dismissed(*, corp: Corp, chat_id: str, at: datetime) -> GroupChat
         chat.status = GroupChat.Status.DISMISSED
         chat.dismissed_at = at
         chat.save(update_fields=["status", "dismissed_at", "updated_at"])
+        leaving = list(chat.members.filter(left_at__isnull=True, contact__isnull=False)
+                       .values_list("contact_id", flat=True))
         chat.members.filter(left_at__isnull=True).update(left_at=at)
         _group_chat_recount(chat)
+        fanout.relations_written(contact_ids=leaving)  # the group_dismissed event names no customer
     return chat

@@ -1,7 +1,9 @@
 """Full sync from WeCom: staff, customers with their follow relations, customer groups with members.
 
 Used by ``manage.py wecom_sync`` on a new install and to heal drift. Reads go through the gateway in pages;
-each page is written in its own short transaction; progress is reported through a callback.
+each page is written in its own short transaction; progress is reported through a callback. A sync records no
+events, so every contact whose relations or group memberships it wrote is marked dirty for analytics in the same
+transaction (``contacts.fanout.relations_written``); the next rollup drain recomputes their facts.
 """
 
 import logging
@@ -10,7 +12,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from contacts import services
+from contacts import fanout, services
 from contacts.models import Corp, FollowRelation
 from scrm.clock import from_timestamp, now
 from wecom import gateway
@@ -60,9 +62,11 @@ def _sync_customers(corp: Corp, staff_by_userid: dict, report: SyncReport, progr
         while True:
             page = gateway.external_contacts_batch_get(userids=chunk, cursor=cursor, limit=batch)
             with transaction.atomic():
+                written: list[int] = []
                 for external in page.contacts:
                     contact = services.contact_upsert_from_wecom(corp=corp, external=external)
                     touched.add(contact.pk)
+                    written.append(contact.pk)
                     for follow in external.follow_users:
                         staff = staff_by_userid.get(follow.userid) or services.staff_upsert(
                             corp=corp, userid=follow.userid)
@@ -70,6 +74,7 @@ def _sync_customers(corp: Corp, staff_by_userid: dict, report: SyncReport, progr
                         services.relation_added(corp=corp, staff=staff, contact=contact, at=at, follow=follow)
                         seen.add((contact.pk, staff.pk))
                         report.relations += 1
+                fanout.relations_written(contact_ids=written)
             report.contacts = len(touched)
             progress("customers", report.relations, None)
             cursor = page.next_cursor
@@ -84,10 +89,13 @@ def _sync_customers(corp: Corp, staff_by_userid: dict, report: SyncReport, progr
         if (r.contact_id, r.staff_id) not in seen
     ]
     if stale:
-        FollowRelation.objects.filter(pk__in=[pk for pk, _ in stale]).update(
-            is_active=False, delete_source="missing_on_sync", status_changed_at=now()
-        )
-        services.contacts_recount_relations(contact_ids=[cid for _, cid in stale])
+        closed = [cid for _, cid in stale]
+        with transaction.atomic():
+            FollowRelation.objects.filter(pk__in=[pk for pk, _ in stale]).update(
+                is_active=False, delete_source="missing_on_sync", status_changed_at=now()
+            )
+            services.contacts_recount_relations(contact_ids=closed)
+            fanout.relations_written(contact_ids=closed)
     report.relations_closed = len(stale)
 
 

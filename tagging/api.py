@@ -4,10 +4,7 @@ Every view declares its permissions; reads are scoped by selectors (guides: thei
 Expression format (rules and segments): see tagging/rules.py and the README section "Tags, rules, segments".
 """
 
-import csv
-
 from django.conf import settings
-from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -20,6 +17,7 @@ from rest_framework.views import APIView
 from accounts.permissions import IsOperatorOrAdmin
 from contacts import business
 from contacts import selectors as contact_selectors
+from scrm.csvexport import csv_response
 from scrm.errors import ApplicationError
 from tagging import bulk, recompute, segments, selectors, services
 from tagging.models import BulkJob, ContactTag, Dimension, Segment, Tag, TagGroup, TagRule
@@ -405,19 +403,7 @@ class SegmentExportApi(APIView):
         segment = get_object_or_404(Segment, pk=pk)
         segments.expression_parse(segment.expression)
         return csv_response(segments.segment_export_rows(user=request.user, expression=segment.expression),
-                            f"segment-{segment.pk}.csv")
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def csv_response(rows, filename: str) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-    response = StreamingHttpResponse((writer.writerow(r) for r in rows), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+                            filename=f"segment-{segment.pk}.csv")
 
 
 # --- orders and entitlements -------------------------------------------------------------------------------------
@@ -536,7 +522,7 @@ class BulkJobReportApi(APIView):
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request, pk: int):
         job = get_object_or_404(BulkJob, pk=pk)
-        return csv_response(bulk.job_report_rows(job=job), f"job-{job.pk}-rejected.csv")
+        return csv_response(bulk.job_report_rows(job=job), filename=f"job-{job.pk}-rejected.csv")
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------

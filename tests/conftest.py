@@ -1,6 +1,7 @@
 """Global fixtures: fixed personas (admin, operator, two guides), the fake WeCom backend, API clients."""
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import User
@@ -65,6 +66,18 @@ def api_client_for():
     def make(user):
         client = APIClient()
         client.force_authenticate(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def client_for():
+    """A Django test client logged in as ``user`` (a session login, as for the server-rendered pages)."""
+
+    def make(user) -> Client:
+        client = Client()
+        client.force_login(user)
         return client
 
     return make

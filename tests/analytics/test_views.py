@@ -30,16 +30,6 @@ GET_PAGES = ["overview", *DASHBOARDS]
 
 
 @pytest.fixture
-def client_for():
-    def make(user) -> Client:
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
-
-
-@pytest.fixture
 def shop(corp, staff_a, staff_b):
     """Five customers added over the last ten days: three through the poster code by staff A, two by staff B;
     one of B's deleted B again; two customers ordered (one twice) and got a broadcast a week ago. Rollups

@@ -1,10 +1,19 @@
 import pytest
+from django.utils import timezone
 
-from contacts.models import Contact, FollowRelation, GroupChat, Staff
+from analytics.models import CustomerFact, DailyGrowth, DirtyContact
+from analytics.rollups import rollups_refresh
+from contacts import services
+from contacts.models import Contact, ContactEvent, Corp, FollowRelation, GroupChat, Staff
 from contacts.sync import corp_sync_from_wecom
+from scrm.clock import from_timestamp
 from tests.factories import ContactFactory, FollowRelationFactory, StaffFactory
+from tests.wecom.helpers import event_xml
 from wecom.contracts import ExternalContact, FollowInfo, GroupChatDetail, GroupChatMember, StaffMember
 from wecom.errors import WeComAuthError
+from wecom.events import event_fields, event_key
+from wecom.models import CallbackEvent
+from wecom.services import callback_event_process
 
 CORP = "wwTESTCORP0000001"
 
@@ -124,3 +133,114 @@ def test_seed_demo_fills_the_tag_board_with_ready_made_rules():
     assert TagRule.objects.filter(preset="channel_sources").count() == 1  # one channel state in the demo
     # every fourth demo customer came in through the "demo_poster" channel
     assert ContactTag.objects.filter(tag__name="demo_poster", source="rule").count() == 50
+
+
+# --- analytics learns what a sync wrote (a sync records no events) ------------------------------------------------
+T = 1718000000  # 2024-06-10 14:13 in Shanghai
+
+
+def customers_in_wecom(fake, adds: dict[str, int], members: list[str], version: str = "v1") -> None:
+    """WeCom's state: staff zhang, the customers in ``adds`` (external_userid → add time) and group wrG."""
+    fake.staff = {"zhang": StaffMember(userid="zhang", name="张")}
+    fake.contacts = {ext: ExternalContact(external_userid=ext, name=ext, follow_users=(
+        FollowInfo(userid="zhang", createtime=t, state="expo"),)) for ext, t in adds.items()}
+    fake.chats = {"wrG": GroupChatDetail(chat_id="wrG", name="群", owner="zhang", member_version=version, members=(
+        GroupChatMember(userid="zhang", type=1),
+        *(GroupChatMember(userid=m, type=2, join_time=T + 3600, join_scene=3) for m in members)))}
+
+
+def local_day(ts: int):
+    return timezone.localtime(from_timestamp(ts)).date()
+
+
+def dirty() -> set[str]:
+    """Who waits for the next analytics drain."""
+    ids = DirtyContact.objects.values("contact_id")
+    return set(Contact.objects.filter(pk__in=ids).values_list("external_userid", flat=True))
+
+
+def growth(**filters) -> dict[str, int]:
+    rows = DailyGrowth.objects.filter(dim="source", **filters)
+    return {k: sum(getattr(r, k) for r in rows) for k in ("added", "group_joined", "group_left")}
+
+
+@pytest.mark.django_db
+def test_a_full_sync_marks_what_it_wrote_dirty_and_the_next_drain_counts_it(fake_wecom):
+    customers_in_wecom(fake_wecom, {"wmA": T, "wmB": T + 60}, members=["wmA", "wmB"])
+    corp_sync_from_wecom(corp_id=CORP)
+    assert ContactEvent.objects.count() == 0  # nothing but the dirty marks tells analytics
+    rollups_refresh()
+    fact = CustomerFact.objects.get(contact__external_userid="wmA")
+    assert (fact.added_at, fact.state, fact.group_joined_at) == (from_timestamp(T), "expo", from_timestamp(T + 3600))
+    assert growth(day=local_day(T)) == {"added": 2, "group_joined": 2, "group_left": 0}
+
+    # While nobody listened: wmC added zhang, wmB left the group. The next sync and drain show both.
+    customers_in_wecom(fake_wecom, {"wmA": T, "wmB": T + 60, "wmC": T + 86400}, members=["wmA"], version="v2")
+    corp_sync_from_wecom(corp_id=CORP)
+    rollups_refresh()
+    assert CustomerFact.objects.get(contact__external_userid="wmC").added_day == local_day(T + 86400)
+    left = CustomerFact.objects.get(contact__external_userid="wmB")
+    assert left.group_left_at is not None and left.group_left_day == timezone.localdate()
+    assert growth() == {"added": 3, "group_joined": 2, "group_left": 1}
+    assert not DirtyContact.objects.exists()
+
+
+@pytest.mark.django_db
+def test_relations_a_sync_closes_mark_their_contacts_dirty(fake_wecom, corp):
+    customers_in_wecom(fake_wecom, {"wmA": T}, members=[])
+    zhang = StaffFactory(corp=corp, userid="zhang")
+    ghost = ContactFactory(corp=corp, external_userid="wmGhost")
+    FollowRelationFactory(contact=ghost, staff=zhang)
+    corp_sync_from_wecom(corp_id=CORP)
+    assert FollowRelation.objects.get(contact=ghost).delete_source == "missing_on_sync"
+    assert dirty() == {"wmA", "wmGhost"}
+
+
+def chat_update(**fields) -> CallbackEvent:
+    xml = event_xml(CORP, CreateTime=T + 7200, Event="change_external_chat", ChatId="wrG", ChangeType="update",
+                    **fields)
+    parsed = event_fields(xml)
+    return CallbackEvent.objects.create(event_key=event_key(parsed), corp_id=CORP, payload=xml,
+                                        event="change_external_chat", change_type="update")
+
+
+@pytest.mark.django_db
+def test_a_group_reread_marks_the_members_it_changed_and_the_drain_counts_them(fake_wecom):
+    customers_in_wecom(fake_wecom, {"wmA": T, "wmB": T, "wmX": T}, members=["wmA", "wmB"])
+    corp_sync_from_wecom(corp_id=CORP)
+    rollups_refresh()
+    assert growth() == {"added": 3, "group_joined": 2, "group_left": 0}
+    # Events were lost: WeCom is at v5, wmX joined and wmB left unannounced; the next event (wmY joins) is out of
+    # step, so the worker re-reads the group. Only wmY's join is an event; wmX and wmB come from the re-read.
+    customers_in_wecom(fake_wecom, {"wmA": T, "wmB": T, "wmX": T}, members=["wmA", "wmX", "wmY"], version="v5")
+    event = chat_update(UpdateDetail="add_member", JoinScene=0, MemChangeCnt=1, MemChangeList="wmY",
+                        LastMemVer="v4", CurMemVer="v5")
+    assert callback_event_process(event_id=event.pk) == "processed"
+    assert dirty() == {"wmB", "wmX", "wmY"}
+    rollups_refresh()
+    facts = {f.contact.external_userid: f for f in CustomerFact.objects.select_related("contact")}
+    assert facts["wmX"].group_joined_at == from_timestamp(T + 3600)
+    assert facts["wmB"].group_left_at == from_timestamp(T + 7200)
+    assert facts["wmA"].group_left_at is None
+    # joins on WeCom's join time (the re-read also corrects wmY's): wmA, wmB, wmX, wmY; wmB left
+    assert growth(day=local_day(T)) == {"added": 3, "group_joined": 4, "group_left": 1}
+
+
+@pytest.mark.django_db
+def test_a_group_reread_that_changes_nothing_marks_nobody(fake_wecom):
+    customers_in_wecom(fake_wecom, {"wmA": T}, members=["wmA"])
+    corp_sync_from_wecom(corp_id=CORP)
+    rollups_refresh()
+    services.group_chat_upsert_from_wecom(corp=Corp.objects.get(corp_id=CORP), detail=fake_wecom.chats["wrG"])
+    assert not DirtyContact.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_dismissed_group_marks_its_customers_dirty(fake_wecom):
+    customers_in_wecom(fake_wecom, {"wmA": T, "wmB": T}, members=["wmA"])
+    corp_sync_from_wecom(corp_id=CORP)
+    rollups_refresh()
+    services.group_chat_dismissed(corp=Corp.objects.get(corp_id=CORP), chat_id="wrG", at=from_timestamp(T + 7200))
+    assert dirty() == {"wmA"}
+    rollups_refresh()
+    assert CustomerFact.objects.get(contact__external_userid="wmA").group_left_at == from_timestamp(T + 7200)

@@ -63,15 +63,3 @@ class Dispatch:
 @pytest.fixture
 def dispatch():
     return Dispatch()
-
-
-@pytest.fixture
-def client_for():
-    from django.test import Client
-
-    def make(user) -> Client:
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make

@@ -40,7 +40,8 @@ def test_segment_members_stream_and_export(api_client_for, operator_user, guide_
     assert rest == {"ids": [people[2].pk], "next_after": None}
     segment = api.post("/api/segments/", {"name": "A", "expression": {"tag": a}}, format="json").json()
     body = b"".join(api_client_for(guide_a).get(f"/api/segments/{segment['id']}/export/").streaming_content)
-    lines = body.decode().strip().splitlines()
+    assert body.startswith("\ufeff".encode())  # Excel needs the BOM to read UTF-8 Chinese
+    lines = body.decode("utf-8-sig").strip().splitlines()
     assert lines[0] == "id,external_userid,name,tags" and len(lines) == 2  # the guide sees only their own
 
 

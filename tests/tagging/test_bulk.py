@@ -97,7 +97,9 @@ def test_import_and_report_api(api_client_for, operator_user, guide_a, corp, dja
     assert response.status_code == 202
     job_id = response.json()["id"]
     assert api.get(f"/api/jobs/{job_id}/").json()["rejected"] == 1
-    report = b"".join(api.get(f"/api/jobs/{job_id}/report/").streaming_content).decode("utf-8-sig")
+    body = b"".join(api.get(f"/api/jobs/{job_id}/report/").streaming_content)
+    assert body.startswith("\ufeff".encode())  # Excel needs the BOM to read UTF-8 Chinese
+    report = body.decode("utf-8-sig")
     rows = list(csv.reader(io.StringIO(report)))
     assert rows[0] == ["line", "reason", "row"] and rows[1][0] == "2"
     assert api_client_for(guide_a).get(f"/api/jobs/{job_id}/").status_code == 403

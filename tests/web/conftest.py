@@ -4,7 +4,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 
 from contacts import services
 from contacts.models import Contact, ContactEvent, GroupChat
@@ -45,13 +44,3 @@ def world(corp, staff_a, staff_b) -> World:
     services.record_event(corp=corp, kind=ContactEvent.Kind.JOINED_GROUP, occurred_at=now() - timedelta(days=1),
                           contact=theirs, chat=group, data={"join_scene": 0})
     return World(mine=mine, theirs=theirs, shared=shared, gone=gone, group=group)
-
-
-@pytest.fixture
-def client_for():
-    def make(user) -> Client:
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
