@@ -13,6 +13,7 @@ from livecodes.models import (
     ScanEvent,
     WelcomeDefault,
     WelcomeImage,
+    WelcomeMiniProgram,
 )
 
 
@@ -52,6 +53,14 @@ class ScanEventAdmin(admin.ModelAdmin):
 @admin.register(WelcomeImage)
 class WelcomeImageAdmin(admin.ModelAdmin):
     list_display = ["__str__", "code", "position", "media_expires_at"]
+    list_select_related = ["code"]
+    raw_id_fields = ["code"]
+    readonly_fields = ["image_type", "image_sha", "media_id", "media_expires_at"]
+
+
+@admin.register(WelcomeMiniProgram)
+class WelcomeMiniProgramAdmin(admin.ModelAdmin):
+    list_display = ["title", "code", "appid", "page", "position", "media_expires_at"]
     list_select_related = ["code"]
     raw_id_fields = ["code"]
     readonly_fields = ["image_type", "image_sha", "media_id", "media_expires_at"]

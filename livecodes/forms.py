@@ -60,8 +60,8 @@ class LiveCodeForm(forms.Form):
     def __init__(self, *args, editing: LiveCode | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["welcome_attachments"].help_text = _(
-            'Links and mini-programs, e.g. [{"msgtype": "link", "link": {"title": "新人礼", "url": '
-            '"https://…"}}]. Images are uploaded below the form.')
+            'Links, e.g. [{"msgtype": "link", "link": {"title": "新人礼", "url": "https://…"}}]. Images and '
+            'mini-programs are added below the form.')
         if editing is not None:
             del self.fields["kind"], self.fields["state"]
             self.fields["fallback"].queryset = self.fields["fallback"].queryset.exclude(pk=editing.pk)
@@ -77,6 +77,38 @@ class LiveCodeForm(forms.Form):
         if errors:
             raise forms.ValidationError(errors)
         return value
+
+
+class WelcomeMiniProgramForm(forms.Form):
+    """A mini-program card to add to the welcome message (edit page, prefix ``mp``): all four fields or none.
+    The cover file itself is read by the view (``request.FILES``, with the upload size limit)."""
+
+    title = forms.CharField(label=_("Mini-program title"), max_length=64, required=False)
+    appid = forms.CharField(label=_("Mini-program appid"), max_length=64, required=False,
+                            widget=forms.TextInput(attrs={"placeholder": "wx1234567890abcdef", "class": "mono"}))
+    page = forms.CharField(label=_("Page to open"), max_length=255, required=False,
+                           widget=forms.TextInput(attrs={"placeholder": "pages/index/index", "class": "mono"}))
+    cover = forms.FileField(label=_("Cover image"), required=False,
+                            widget=forms.FileInput(attrs={"accept": "image/png,image/jpeg"}),
+                            help_text=_("PNG or JPEG, about 520 × 416. Sent to WeCom when a welcome message goes "
+                                        "out."))
+
+    def clean(self):
+        from livecodes.services import miniprogram_errors
+
+        data = super().clean()
+        if not any(data.get(k) for k in ("title", "appid", "page", "cover")):
+            return data  # nothing to add
+        for field, message in miniprogram_errors(title=data.get("title"), appid=data.get("appid"),
+                                                 page=data.get("page")).items():
+            self.add_error(field, message)
+        if not data.get("cover"):
+            self.add_error("cover", _("Upload the mini-program's cover image (PNG or JPEG)."))
+        return data
+
+    @property
+    def adding(self) -> bool:
+        return self.is_valid() and bool(self.cleaned_data.get("cover"))
 
 
 class StaffTargetForm(forms.Form):

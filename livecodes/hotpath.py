@@ -94,6 +94,10 @@ def key_known(contact: str) -> str:
     return f"{prefix()}:known:{contact}"
 
 
+def key_known_generation() -> str:
+    return f"{prefix()}:known_generation"
+
+
 def key_log() -> str:
     return f"{prefix()}:scanlog"
 
@@ -232,6 +236,7 @@ class Local:
         self.slots: dict[tuple[int, int], list] = {}  # (code, member) → [left, limit, last drawn (monotonic)]
         self.full: dict[tuple[int, int, int], float] = {}  # (code, member, limit) → trust until (monotonic)
         self.counts: dict[tuple[int, str], tuple[float, dict]] = {}  # (code, day) → (until, joins/adds counts)
+        self.known_generation: tuple[float, int] = (0.0, 0)  # (until, ``key_known_generation``) at most 1 s old
         self.rr: dict[tuple[int, int], int] = {}
         # (code, version, option, region of a location code) → (from, until, plan)
         self.plans: dict[tuple, tuple[float, float, routing.Plan]] = {}
@@ -289,6 +294,16 @@ class Local:
         self.counts[(code_id, day)] = (clock + FULL_RECHECK, value)
         if len(self.counts) > 10_000:
             self.counts.clear()
+        return value
+
+    def generation(self, clock: float) -> int:
+        """How many ``known_update`` rounds Redis has seen, at most ``FULL_RECHECK`` seconds old (one GET a second
+        per process, and only while customers identified on a landing page scan)."""
+        until, value = self.known_generation
+        if until > clock:
+            return value
+        value = int(get_redis().get(key_known_generation()) or 0)
+        self.known_generation = (clock + FULL_RECHECK, value)
         return value
 
     def rotation(self, code_id: int, option_id: int | None) -> int:
@@ -560,10 +575,12 @@ def _today(ts: float) -> str:
 # whether identification was tried (so a visitor is sent through OAuth once), and the person an official account
 # identified (their routing is also kept in Redis, so it survives a lost cookie or another device).
 KNOWN, IDENTIFIED, PERSON = "_k", "_i", "_p"
-# The pseudonym of the identified contact and when (unix ms) their ``KNOWN`` entities were read: when a group or
-# staff change of theirs is recorded later (``known_update``), a scan that would show them "already in …" reads
-# the fresh entities once and rewrites the cookie.
-CONTACT, KNOWN_AT = "_c", "_t"
+# The pseudonym of the identified contact, and the ``known_update`` generation their ``KNOWN`` entities were last
+# checked against: once the generation moved on (some identified customer's groups or staff changed), their next scan
+# reads their own entry once (one Redis GET) and the cookie is rewritten with what they belong to now — whether that
+# adds "already in …" (joined a pool group by another route) or removes it (left the group).
+CONTACT, KNOWN_GENERATION = "_c", "_g"
+KNOWN_AT = "_t"  # written by earlier versions (when the entities were read); dropped when a cookie is rewritten
 PERSON_TTL = COOKIE_MAX_AGE
 
 
@@ -583,25 +600,38 @@ def known_remember(*, contact: str, known: frozenset[str], at_ms: int) -> None:
 
 def known_update(*, updates: dict[str, frozenset[str]], at_ms: int) -> int:
     """Fresh entities of customers whose groups or staff changed; only for those identified on a landing page
-    before (``SET XX``: nobody else has cookies to correct). Returns how many were updated."""
+    before (``SET XX``: nobody else has cookies to correct). Then the generation moves on (after the entries, in
+    the same pipeline), so that their next scan, in any process, reads their entry once. Returns how many were
+    updated."""
     if not updates:
         return 0
     pipe = get_redis().pipeline(transaction=False)
     for contact, known in updates.items():
         pipe.set(key_known(contact), _known_value(known, at_ms), ex=PERSON_TTL, xx=True)
-    return sum(1 for ok in pipe.execute() if ok)
+    pipe.incr(key_known_generation())
+    done = sum(1 for ok in pipe.execute()[:-1] if ok)
+    _process.known_generation = (0.0, 0)  # this process sees its own update at once
+    return done
 
 
-def _known_fresh(contact: str, since_ms: int) -> tuple[str, int] | None:
-    """(entities, when) recorded for the contact after ``since_ms``, or None when the cookie is up to date."""
+def _known_now(contact: str) -> str | None:
+    """The entities last recorded for the contact (at identification or by ``known_update``); None when there is
+    no readable entry (expired or broken: the cookie is kept as it is)."""
     raw = get_redis().get(key_known(contact))
     try:
         data = json.loads(raw) if raw else None
-        if isinstance(data, dict) and int(data.get("t", 0)) > since_ms:
-            return str(data.get("k", "")), int(data["t"])
+        if isinstance(data, dict) and isinstance(data.get("k"), str):
+            return data["k"]
     except (ValueError, TypeError):
         pass
     return None
+
+
+def _int(value) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def person_key(openid: str) -> str:
@@ -647,8 +677,8 @@ def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region:
     cookie) are read back from Redis once, and each new one is written there (one Redis call per new target).
     ``ip``: the scanner's address, looked up (``livecodes.ipregion``, cached per address) only when a code rotates
     by location and neither ``region`` nor coordinates were given. ``contact``: the ``contact_key`` of the
-    customer ``known`` belongs to; when a later scan would route them as "known" to this code, their entities
-    are checked against ``known_update`` once (one Redis GET, only on such scans).
+    customer ``known`` belongs to; on their later scans, once ``known_update`` has recorded a change for some
+    identified customer, their own entry is read once (one Redis GET) and the cookie corrected.
     """
     snap = snapshot_get(slug)
     if snap is None:
@@ -666,7 +696,11 @@ def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region:
         else:
             entities.pop(KNOWN, None)
         if contact:
-            entities[CONTACT], entities[KNOWN_AT] = contact, int(ts * 1000)
+            # No generation yet (the current one would have to be read before the database was): the first scan
+            # after any later change reads the entry, so an update recorded since identification is not missed.
+            entities[CONTACT] = contact
+            entities.pop(KNOWN_GENERATION, None)
+        entities.pop(KNOWN_AT, None)
         valid = False  # write the cookie
     if person:
         entities[PERSON] = person
@@ -676,14 +710,17 @@ def scan(*, slug: str, cookie: str | None, option_id: int | None = None, region:
     region = _region(snap, region, lat, ip)
     scope_entity = entities.get(snap.scope)
     known_entities = entities.get(KNOWN)
-    if known is None and known_entities and entities.get(CONTACT) and \
-            not snap.entity_set.isdisjoint(known_entities.split()):
-        # "You are already in …" is about to be shown from what the cookie remembers: unless nothing changed for
-        # this customer since, use what they belong to now (left the group, deleted the staff member…).
-        fresh = _known_fresh(entities[CONTACT], int(entities.get(KNOWN_AT) or 0))
-        if fresh is not None:
-            known_entities, entities[KNOWN_AT] = fresh
-            entities[KNOWN] = known_entities
+    if known is None and entities.get(CONTACT):
+        # An identified customer: if any identified customer's groups or staff changed since their cookie was last
+        # checked, read what they belong to now (joined a pool group by another route, left it, deleted the staff
+        # member…) — once; the cookie then remembers the generation it was checked against.
+        generation = _process.generation(time.monotonic())
+        if generation > _int(entities.get(KNOWN_GENERATION)):
+            now_known = _known_now(entities[CONTACT])
+            if now_known is not None and now_known != (known_entities or ""):
+                known_entities = entities[KNOWN] = now_known
+            entities[KNOWN_GENERATION] = generation
+            entities.pop(KNOWN_AT, None)
             valid = False
     visitor = routing.Visitor(sticky=frozenset([scope_entity]) if scope_entity else frozenset(),
                               known=frozenset(known_entities.split()) if known_entities else frozenset(),

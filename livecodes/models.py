@@ -318,6 +318,41 @@ class WelcomeImage(TimeStampedModel):
         return self.name or f"#{self.pk}"
 
 
+class WelcomeMiniProgram(TimeStampedModel):
+    """A mini-program card in a code's welcome message: its title, appid and page, and the cover image the
+    operator uploaded (PNG/JPEG, checked like welcome images).
+
+    WeCom takes the cover only as a temporary media id (``pic_media_id``, valid 3 days): like a welcome image, the
+    cover is uploaded when a welcome goes out and its ``media_id`` reused until less than an hour of it is left.
+    A card without a cover (typed in before covers were uploaded, see migration 0003) is left out of the welcome
+    until the operator uploads one.
+    """
+
+    code = models.ForeignKey(LiveCode, on_delete=models.CASCADE, related_name="welcome_miniprograms")
+    title = models.CharField(_("mini-program title"), max_length=64)
+    appid = models.CharField(_("mini-program appid"), max_length=32)
+    page = models.CharField(_("mini-program page"), max_length=255)
+    position = models.PositiveIntegerField(default=0)
+    image = models.BinaryField(_("cover image"), null=True, blank=True, editable=False)
+    image_type = models.CharField(max_length=32, blank=True)
+    image_sha = models.CharField(max_length=64, blank=True)
+    name = models.CharField(_("cover file name"), max_length=100, blank=True)
+    media_id = models.CharField(max_length=128, blank=True)
+    media_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = _("welcome mini-program")
+        verbose_name_plural = _("welcome mini-programs")
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def has_cover(self) -> bool:
+        return bool(self.image_sha)
+
+
 class WelcomeDefault(TimeStampedModel):
     """The corp's default welcome message, used by codes that have none of their own."""
 

@@ -34,6 +34,7 @@ from livecodes.models import (
     LiveCodeTarget,
     WelcomeDefault,
     WelcomeImage,
+    WelcomeMiniProgram,
 )
 from scrm.clock import now
 from scrm.errors import ApplicationError
@@ -101,22 +102,35 @@ def _check_link(body: dict) -> list[str]:
     return errors
 
 
-def _check_miniprogram(body: dict) -> list[str]:
-    errors = []
-    title = body.get("title")
-    if not isinstance(title, str) or not title.strip():
-        errors.append(_("a mini-program needs a title"))
-    elif _utf8_len(title) > 64:
-        errors.append(_("the mini-program title is longer than 64 bytes"))
-    errors.extend(_("a mini-program needs %(field)s") % {"field": key} for key in ("appid", "page", "pic_media_id")
-                  if not isinstance(body.get(key), str) or not body[key].strip())
+MINIPROGRAM_TITLE_MAX_BYTES = 64  # API.md §6.1
+
+
+def miniprogram_errors(*, title: str, appid: str, page: str) -> dict[str, str]:
+    """What is wrong with a welcome mini-program's ``title``, ``appid`` and ``page``: {field: message}."""
+    errors = {}
+    title, appid, page = (title or "").strip(), (appid or "").strip(), (page or "").strip()
+    if not title:
+        errors["title"] = _("A mini-program needs a title.")
+    elif _utf8_len(title) > MINIPROGRAM_TITLE_MAX_BYTES:
+        errors["title"] = _("The mini-program title is longer than %(n)s bytes.") % {
+            "n": MINIPROGRAM_TITLE_MAX_BYTES}
+    if not appid:
+        errors["appid"] = _("A mini-program needs its appid.")
+    elif len(appid) > 32 or not appid.startswith("wx") or not (appid.isascii() and appid.isalnum()):
+        errors["appid"] = _("The mini-program appid starts with “wx” and has only letters and digits (e.g. "
+                            "wx1234567890abcdef).")
+    if not page:
+        errors["page"] = _("A mini-program needs the page to open.")
+    elif len(page) > 255 or any(c.isspace() or not c.isprintable() for c in page):
+        errors["page"] = _("The mini-program page is a path of at most 255 characters without spaces.")
     return errors
 
 
 def welcome_attachments_errors(attachments) -> list[str]:
-    """What is wrong with the typed-in welcome attachments (links and mini-programs), one message each.
+    """What is wrong with the typed-in welcome attachments (links only), one message each.
 
-    Images are uploaded instead (``welcome_image_add``): a media id typed in would expire after 3 days.
+    Images and mini-programs are uploaded instead (``welcome_image_add``, ``welcome_miniprogram_add``): a media
+    id typed in (an image, a mini-program's ``pic_media_id``) would expire after 3 days.
     """
     if not isinstance(attachments, list):
         return [_('Welcome attachments are a JSON list: [{"msgtype": "link", "link": {"title": …, "url": …}}].')]
@@ -129,13 +143,15 @@ def welcome_attachments_errors(attachments) -> list[str]:
         if kind in ("image", "video", "file"):
             problems = [_("%(kind)s attachments are not typed in (media ids expire after 3 days): upload images "
                           "on this page") % {"kind": kind}]
-        elif kind not in ("link", "miniprogram"):
-            problems = [_('each attachment is {"msgtype": "link", "link": {…}} or {"msgtype": "miniprogram", '
-                          '"miniprogram": {…}}')]
+        elif kind == "miniprogram":
+            problems = [_("mini-programs are not typed in (their cover's media id expires after 3 days): add them "
+                          "with their cover image on this page")]
+        elif kind != "link":
+            problems = [_('each attachment is {"msgtype": "link", "link": {…}}')]
         elif not isinstance(body, dict):
             problems = [_('"%(kind)s" must be an object') % {"kind": kind}]
         else:
-            problems = _check_link(body) if kind == "link" else _check_miniprogram(body)
+            problems = _check_link(body)
         errors.extend(_("Attachment %(n)s: %(problem)s.") % {"n": number, "problem": p} for p in problems)
     return errors
 
@@ -146,10 +162,14 @@ def _check_attachments(attachments: list) -> None:
         raise ApplicationError(" ".join(errors))
 
 
-def _check_attachment_count(*, images: int, attachments: list, group_code: bool) -> None:
-    if images + len(attachments or []) + int(group_code) > WELCOME_ATTACHMENTS_MAX:
+def _check_attachment_count(*, images: int, attachments: list, group_code: bool, miniprograms: int = 0) -> None:
+    if images + miniprograms + len(attachments or []) + int(group_code) > WELCOME_ATTACHMENTS_MAX:
         raise ApplicationError(_("A welcome message carries at most %(n)s attachments (images, links, "
                                  "mini-programs and the group invite together).") % {"n": WELCOME_ATTACHMENTS_MAX})
+
+
+def _uploaded_counts(code: LiveCode) -> dict[str, int]:
+    return {"images": code.welcome_images.count(), "miniprograms": code.welcome_miniprograms.count()}
 
 
 def livecode_create(*, corp: Corp, kind: str, name: str, owner=None, state: str = "", **fields) -> LiveCode:
@@ -188,7 +208,7 @@ def livecode_update(*, code: LiveCode, **fields) -> LiveCode:
         _check_attachments(fields["welcome_attachments"] or [])
     if "welcome_attachments" in fields or "welcome_group_code" in fields:
         _check_attachment_count(
-            images=code.welcome_images.count(),
+            **_uploaded_counts(code),
             attachments=fields.get("welcome_attachments", code.welcome_attachments),
             group_code=bool(fields.get("welcome_group_code", code.welcome_group_code)))
     if "fallback" in fields:
@@ -611,16 +631,18 @@ def loss_record(*, event: ContactEvent) -> int:
 
 
 def welcome_content(*, code: LiveCode, contact: Contact, media_ids: Sequence[str] = (),
-                    has_images: bool = False) -> MessageContent | None:
-    """The code's welcome message: its text, then its images (``media_ids``, already uploaded), typed-in links
-    and mini-programs, and the group invite. A code with no text, attachment or image of its own uses the corp
-    default text."""
+                    miniprograms: Sequence[dict] = (), has_media: bool = False) -> MessageContent | None:
+    """The code's welcome message: its text, then its images (``media_ids``, already uploaded), its mini-programs
+    (``miniprograms``: ``miniprogram`` bodies whose cover is already uploaded), typed-in links and the group
+    invite. A code with no text, link, image or mini-program of its own uses the corp default text."""
+    links = [a for a in code.welcome_attachments or [] if isinstance(a, dict) and a.get("msgtype") == "link"]
     text = code.welcome_text
-    if not text and not code.welcome_attachments and not has_images:
+    if not text and not links and not has_media:
         default = WelcomeDefault.objects.filter(corp_id=code.corp_id).first()
         text = default.text if default else ""
     attachments = [{"msgtype": "image", "image": {"media_id": media_id}} for media_id in media_ids]
-    attachments += list(code.welcome_attachments or [])
+    attachments += [{"msgtype": "miniprogram", "miniprogram": body} for body in miniprograms]
+    attachments += links
     if code.welcome_group_code_id and code.welcome_group_code.is_active:
         group = code.welcome_group_code
         attachments.append({"msgtype": "link", "link": {
@@ -629,32 +651,41 @@ def welcome_content(*, code: LiveCode, contact: Contact, media_ids: Sequence[str
     if not text and not attachments:
         return None
     text = " ".join(text.replace("\u00a0", " ").split(" ")).strip().replace("%NICKNAME%", contact.name or "")
-    return MessageContent(text=text[:1300], attachments=tuple(attachments[:9]))
+    return MessageContent(text=text[:1300], attachments=tuple(attachments[:WELCOME_ATTACHMENTS_MAX]))
 
 
 def welcome_send(*, conversion_id: int, welcome_code: str) -> str:
     """Send the code's welcome message with the one-use WelcomeCode (valid 20 s): one attempt, no retry —
     a second try could only fail with 41051 or reach the customer twice.
 
-    Welcome images go as WeCom temporary media, uploaded now unless a cached media id has an hour left. An image
-    that cannot be uploaded is left out: the text and the other attachments still go, the conversion records
-    the failure and the code gets an alert (resolved by the next welcome whose images all upload)."""
+    Welcome images and mini-program covers go as WeCom temporary media, uploaded now unless a cached media id has
+    an hour left. An image (or a mini-program whose cover) that cannot be uploaded is left out: the text and the
+    other attachments still go, the conversion records the failure and the code gets an alert (resolved by the
+    next welcome whose uploads all succeed)."""
     conversion = Conversion.objects.select_related("code__welcome_group_code", "contact").get(pk=conversion_id)
     code = conversion.code
     images = list(code.welcome_images.all())
-    media_ids, failed = [], None
+    programs = list(code.welcome_miniprograms.all())
+    media_ids, cards, failures = [], [], []
     for image in images:
         try:
             media_ids.append(welcome_media_id(image=image))
         except (WeComError, ValueError) as exc:
-            failed = exc
-    content = welcome_content(code=code, contact=conversion.contact, media_ids=media_ids, has_images=bool(images))
+            failures.append((image, exc))
+    for program in programs:
+        try:
+            cards.append({"title": program.title, "pic_media_id": welcome_media_id(image=program),
+                          "appid": program.appid, "page": program.page})
+        except (WeComError, ValueError) as exc:
+            failures.append((program, exc))
+    content = welcome_content(code=code, contact=conversion.contact, media_ids=media_ids, miniprograms=cards,
+                              has_media=bool(images or programs))
     if content is None or not (content.text or content.attachments):
-        if failed is None:
+        if not failures:
             return "none"
         Conversion.objects.filter(pk=conversion_id).update(welcome=Conversion.Welcome.FAILED,
-                                                           welcome_error=_media_error(failed))
-        _welcome_media_failed(code, failed)
+                                                           welcome_error=_media_error(failures))
+        _welcome_media_failed(code, failures)
         return "failed"
     try:
         gateway.welcome_message_send(welcome_code=welcome_code, content=content)
@@ -662,26 +693,31 @@ def welcome_send(*, conversion_id: int, welcome_code: str) -> str:
         logger.warning("welcome message for conversion %s failed: errcode=%s", conversion_id, exc.code)
         Conversion.objects.filter(pk=conversion_id).update(welcome=Conversion.Welcome.FAILED,
                                                            welcome_error=f"{exc.code}: {exc.message}"[:255])
-        if exc.code == INVALID_MEDIA_ID and media_ids:  # WeCom forgot our media early: upload afresh next time
+        if exc.code == INVALID_MEDIA_ID and (media_ids or cards):  # WeCom forgot our media early: upload afresh
             WelcomeImage.objects.filter(code=code).update(media_id="", media_expires_at=None)
-        if failed is not None:
-            _welcome_media_failed(code, failed)
+            WelcomeMiniProgram.objects.filter(code=code).update(media_id="", media_expires_at=None)
+        if failures:
+            _welcome_media_failed(code, failures)
         return "failed"
-    if failed is not None:
+    if failures:
         Conversion.objects.filter(pk=conversion_id).update(welcome=Conversion.Welcome.SENT,
-                                                           welcome_error=_media_error(failed))
-        _welcome_media_failed(code, failed)
-        return "sent_without_images"
+                                                           welcome_error=_media_error(failures))
+        _welcome_media_failed(code, failures)
+        return "sent_without_media"
     Conversion.objects.filter(pk=conversion_id).update(welcome=Conversion.Welcome.SENT)
-    if images:
+    if images or programs:
         alert_resolve(code=code, target=None, kind=Alert.Kind.WELCOME_MEDIA)
     return "sent"
 
 
-# --- welcome images ---------------------------------------------------------------------------------------------------
+# --- welcome images and mini-programs ------------------------------------------------------------------------------
 WELCOME_MEDIA_TTL = timedelta(days=3)  # WeCom temporary media (API.md §6.1)
 WELCOME_MEDIA_MARGIN = timedelta(hours=1)  # re-upload when less than this is left
 INVALID_MEDIA_ID = 40007
+
+
+class MissingCover(ValueError):
+    """A mini-program without a cover image (typed in before covers were uploaded): it cannot be sent."""
 
 
 def welcome_image_add(*, code: LiveCode, content: bytes, name: str = "") -> WelcomeImage:
@@ -689,7 +725,9 @@ def welcome_image_add(*, code: LiveCode, content: bytes, name: str = "") -> Welc
     checked = image_check(content, need_qr=False)
     if code.welcome_images.filter(image_sha=checked.sha).exists():
         raise ApplicationError(_("This image is already in the welcome message."))
-    _check_attachment_count(images=code.welcome_images.count() + 1, attachments=code.welcome_attachments,
+    counts = _uploaded_counts(code)
+    counts["images"] += 1
+    _check_attachment_count(**counts, attachments=code.welcome_attachments,
                             group_code=bool(code.welcome_group_code_id))
     last = code.welcome_images.order_by("-position").values_list("position", flat=True).first()
     return WelcomeImage.objects.create(code=code, image=content, image_type=checked.content_type,
@@ -701,31 +739,92 @@ def welcome_image_remove(*, code: LiveCode, image_ids: Sequence[int]) -> int:
     return deleted
 
 
-def welcome_media_id(*, image: WelcomeImage) -> str:
-    """The image's WeCom media id: the cached one while more than an hour of it is left, else a fresh upload
-    (valid 3 days from now). Raises ``WeComError`` when WeCom refuses the upload."""
+def _check_cover(cover: bytes | None) -> CheckedImage:
+    if not cover:
+        raise ApplicationError(_("Upload the mini-program's cover image (PNG or JPEG)."))
+    return image_check(cover, need_qr=False)
+
+
+def welcome_miniprogram_add(*, code: LiveCode, title: str, appid: str, page: str, cover: bytes | None,
+                            name: str = "") -> WelcomeMiniProgram:
+    """Add a mini-program card to the code's welcome message, with the cover image the operator uploaded (PNG or
+    JPEG, size and pixels checked before decoding). The cover goes to WeCom when a welcome is sent."""
+    title, appid, page = (title or "").strip(), (appid or "").strip(), (page or "").strip()
+    errors = miniprogram_errors(title=title, appid=appid, page=page)
+    if errors:
+        raise ApplicationError(" ".join(errors.values()))
+    checked = _check_cover(cover)
+    if code.welcome_miniprograms.filter(appid=appid, page=page).exists():
+        raise ApplicationError(_("This mini-program page is already in the welcome message."))
+    counts = _uploaded_counts(code)
+    counts["miniprograms"] += 1
+    _check_attachment_count(**counts, attachments=code.welcome_attachments,
+                            group_code=bool(code.welcome_group_code_id))
+    last = code.welcome_miniprograms.order_by("-position").values_list("position", flat=True).first()
+    return WelcomeMiniProgram.objects.create(
+        code=code, title=title, appid=appid, page=page, image=cover, image_type=checked.content_type,
+        image_sha=checked.sha, name=name[:100], position=(last or 0) + 1)
+
+
+def welcome_miniprogram_set_cover(*, code: LiveCode, miniprogram_id: int, cover: bytes | None,
+                                  name: str = "") -> WelcomeMiniProgram:
+    """A new cover for one of the code's mini-programs (the media id of the old one is forgotten)."""
+    program = code.welcome_miniprograms.filter(pk=miniprogram_id).first()
+    if program is None:
+        raise ApplicationError(_("That mini-program belongs to another code."))
+    checked = _check_cover(cover)
+    program.image, program.image_type, program.image_sha = cover, checked.content_type, checked.sha
+    program.name, program.media_id, program.media_expires_at = name[:100], "", None
+    program.save()
+    return program
+
+
+def welcome_miniprogram_remove(*, code: LiveCode, miniprogram_ids: Sequence[int]) -> int:
+    deleted, _per_model = WelcomeMiniProgram.objects.filter(code=code, pk__in=list(miniprogram_ids)).delete()
+    return deleted
+
+
+def welcome_media_id(*, image: WelcomeImage | WelcomeMiniProgram) -> str:
+    """The WeCom media id of a welcome image or of a mini-program's cover: the cached one while more than an hour
+    of it is left, else a fresh upload (valid 3 days from now). Raises ``WeComError`` when WeCom refuses the
+    upload, ``MissingCover`` for a mini-program that has no cover."""
     started = now()
     if image.media_id and image.media_expires_at and image.media_expires_at - started > WELCOME_MEDIA_MARGIN:
         return image.media_id
+    if not image.image:
+        raise MissingCover(f"mini-program {image.pk} has no cover image")
     extension = "png" if image.image_type == "image/png" else "jpg"
-    media_id = gateway.media_upload(kind="image", filename=f"welcome-{image.pk}.{extension}",
+    prefix = "cover" if isinstance(image, WelcomeMiniProgram) else "welcome"
+    media_id = gateway.media_upload(kind="image", filename=f"{prefix}-{image.pk}.{extension}",
                                     content=bytes(image.image))
     image.media_id, image.media_expires_at = media_id, started + WELCOME_MEDIA_TTL
-    WelcomeImage.objects.filter(pk=image.pk).update(media_id=media_id, media_expires_at=image.media_expires_at)
+    type(image).objects.filter(pk=image.pk).update(media_id=media_id, media_expires_at=image.media_expires_at)
     return media_id
 
 
-def _media_error(exc: Exception) -> str:
-    return (_("welcome image not uploaded: %(error)s") % {
-        "error": f"{getattr(exc, 'code', None)}: {getattr(exc, 'message', '') or exc}"})[:255]
+def _media_problem(item: WelcomeImage | WelcomeMiniProgram, exc: Exception) -> str:
+    """What went wrong with one upload, for the conversion and the owner's alert."""
+    if isinstance(exc, MissingCover):
+        return _("the mini-program “%(title)s” has no cover image: upload one on the code's edit page") % {
+            "title": item}
+    error = f"{getattr(exc, 'code', None)}: {(getattr(exc, 'message', '') or str(exc))[:100]}"
+    if isinstance(item, WelcomeMiniProgram):
+        return _("the cover of the mini-program “%(title)s” was not uploaded (errcode %(error)s)") % {
+            "title": item, "error": error}
+    return _("welcome image not uploaded (errcode %(error)s)") % {"error": error}
 
 
-def _welcome_media_failed(code: LiveCode, exc: Exception) -> None:
-    logger.warning("live code %s: welcome image upload failed: errcode=%s", code.pk, getattr(exc, "code", None))
-    detail = getattr(exc, "message", "") or str(exc)
+def _media_error(failures: list[tuple]) -> str:
+    return "; ".join(_media_problem(item, exc) for item, exc in failures)[:255]
+
+
+def _welcome_media_failed(code: LiveCode, failures: list[tuple]) -> None:
+    for item, exc in failures:
+        logger.warning("live code %s: welcome %s %s not uploaded: errcode=%s", code.pk, type(item).__name__,
+                       item.pk, getattr(exc, "code", None))
     alert_raise(code=code, target=None, kind=Alert.Kind.WELCOME_MEDIA, message=_(
-        "WeCom refused a welcome image (errcode %(code)s: %(detail)s); welcome messages go out without it.") % {
-        "code": getattr(exc, "code", None), "detail": detail[:100]})
+        "Welcome messages go out without %(n)s attachment(s): %(problems)s.") % {
+        "n": len(failures), "problems": _media_error(failures)})
 
 
 def remark_apply(*, conversion_id: int) -> bool:

@@ -23,4 +23,6 @@ urlpatterns = [
     path("livecodes/<int:pk>/pool/<int:target_id>/replace/", views.target_replace, name="target_replace"),
     path("livecodes/<int:pk>/options/", views.option_add, name="option_add"),
     path("livecodes/<int:pk>/welcome/<int:image_id>.img", views.welcome_image, name="welcome_image"),
+    path("livecodes/<int:pk>/welcome/miniprogram/<int:miniprogram_id>.img", views.welcome_miniprogram_cover,
+         name="welcome_miniprogram_cover"),
 ]

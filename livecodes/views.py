@@ -26,8 +26,9 @@ from livecodes.forms import (
     ReplaceImageForm,
     StaffTargetForm,
     TargetEditForm,
+    WelcomeMiniProgramForm,
 )
-from livecodes.models import LiveCode, LiveCodeTarget, WelcomeImage
+from livecodes.models import LiveCode, LiveCodeTarget, WelcomeImage, WelcomeMiniProgram
 from scrm.access import logged_in, operators_only, public
 from scrm.errors import ApplicationError
 from web.charts import level
@@ -219,6 +220,12 @@ def code_create(request: HttpRequest) -> HttpResponse:
     return render(request, "livecodes/form.html", {"section": "livecodes", "form": form, "code": None})
 
 
+class _MiniProgramRefused(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 @operators_only
 @require_http_methods(["GET", "POST"])
 def code_edit(request: HttpRequest, pk: int) -> HttpResponse:
@@ -228,29 +235,56 @@ def code_edit(request: HttpRequest, pk: int) -> HttpResponse:
                                               "welcome_group_code", "low_capacity", "qr_fg", "qr_bg", "status")}
     initial["tags"] = list(code.tags.all())
     form = LiveCodeForm(request.POST or None, initial=initial, editing=code)
-    if request.method == "POST" and form.is_valid():
+    mp_form = WelcomeMiniProgramForm(request.POST or None, request.FILES or None, prefix="mp")
+    if request.method == "POST" and form.is_valid() and mp_form.is_valid():
         limit = settings.LIVECODE_UPLOAD_MAX_BYTES + 1
         try:
             with transaction.atomic():  # a refused image leaves the code as it was
-                services.welcome_image_remove(code=code, image_ids=[
-                    int(v) for v in request.POST.getlist("welcome_image_remove") if v.isdigit()])
+                services.welcome_image_remove(code=code, image_ids=_ids(request, "welcome_image_remove"))
+                services.welcome_miniprogram_remove(code=code,
+                                                    miniprogram_ids=_ids(request, "welcome_miniprogram_remove"))
                 services.livecode_update(code=code, **_code_fields(form.cleaned_data))
                 for upload in request.FILES.getlist("welcome_images")[:9]:
                     try:
                         services.welcome_image_add(code=code, content=upload.read(limit), name=upload.name)
                     except ApplicationError as exc:
                         raise ApplicationError(f"{upload.name}: {exc.message}") from exc
+                for program in code.welcome_miniprograms.only("pk", "title"):
+                    upload = request.FILES.get(f"welcome_miniprogram_cover_{program.pk}")
+                    if upload is not None:
+                        try:
+                            services.welcome_miniprogram_set_cover(code=code, miniprogram_id=program.pk,
+                                                                   cover=upload.read(limit), name=upload.name)
+                        except ApplicationError as exc:
+                            raise ApplicationError(f"{program.title}: {upload.name}: {exc.message}") from exc
+                if mp_form.adding:
+                    data, upload = mp_form.cleaned_data, mp_form.cleaned_data["cover"]
+                    try:
+                        services.welcome_miniprogram_add(code=code, title=data["title"], appid=data["appid"],
+                                                         page=data["page"], cover=upload.read(limit),
+                                                         name=upload.name)
+                    except ApplicationError as exc:
+                        raise _MiniProgramRefused(f"{upload.name}: {exc.message}") from exc
                 if request.FILES.get("banner"):
                     services.livecode_set_banner(code=code, content=request.FILES["banner"].read(limit))
                 if request.FILES.get("logo"):
                     services.livecode_set_logo(code=code, content=request.FILES["logo"].read(limit))
+        except _MiniProgramRefused as exc:
+            mp_form.add_error(None, exc.message)
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:
             messages.success(request, _("Saved."))
             return redirect("livecodes:detail", pk=code.pk)
-    return render(request, "livecodes/form.html", {"section": "livecodes", "form": form, "code": code,
-                                                   "welcome_images": list(code.welcome_images.defer("image"))})
+    return render(request, "livecodes/form.html", {
+        "section": "livecodes", "form": form, "code": code, "mp_form": mp_form,
+        "welcome_images": list(code.welcome_images.defer("image")),
+        "welcome_miniprograms": list(code.welcome_miniprograms.defer("image")),
+    })
+
+
+def _ids(request: HttpRequest, name: str) -> list[int]:
+    return [int(v) for v in request.POST.getlist(name) if v.isdigit() and len(v) < 19]
 
 
 @operators_only
@@ -259,6 +293,19 @@ def welcome_image(request: HttpRequest, pk: int, image_id: int) -> HttpResponse:
     code = _code(request, pk)
     image = get_object_or_404(WelcomeImage.objects.only("image", "image_type"), pk=image_id, code=code)
     response = HttpResponse(bytes(image.image), content_type=image.image_type)
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@operators_only
+@require_GET
+def welcome_miniprogram_cover(request: HttpRequest, pk: int, miniprogram_id: int) -> HttpResponse:
+    code = _code(request, pk)
+    program = get_object_or_404(WelcomeMiniProgram.objects.only("image", "image_type"), pk=miniprogram_id,
+                                code=code)
+    if not program.image:
+        raise Http404("No cover")
+    response = HttpResponse(bytes(program.image), content_type=program.image_type)
     response["Cache-Control"] = "private, max-age=3600"
     return response
 

@@ -1,5 +1,5 @@
 """Welcome messages with operator-uploaded images: upload checks, WeCom temporary media cached with its expiry,
-a failed upload that still sends the text (and raises an alert), typed-in link/mini-program validation, the
+a failed upload that still sends the text (and raises an alert), typed-in link validation, the
 edit page, and the same against the simulator's real media/upload and send_welcome_msg."""
 
 import io
@@ -201,9 +201,8 @@ def form_data(**overrides):
     ('[{"msgtype": "link", "link": {"title": "' + "长" * 50 + '", "url": "https://x"}}]',
      ["Attachment 1: the link title is longer than 128 bytes."]),
     ('[{"msgtype": "link", "link": {"title": "a", "url": "https://x"}}, {"msgtype": "miniprogram", '
-     '"miniprogram": {"title": "小程序"}}]',
-     ["Attachment 2: a mini-program needs appid.", "Attachment 2: a mini-program needs page.",
-      "Attachment 2: a mini-program needs pic_media_id."]),
+     '"miniprogram": {"title": "小程序", "appid": "wx123", "page": "p", "pic_media_id": "3media"}}]',
+     ["Attachment 2: mini-programs are not typed in (their cover's media id expires after 3 days)"]),
     ('[{"msgtype": "image", "image": {"media_id": "3abc"}}]', ["Attachment 1: image attachments are not typed in"]),
     ('[{"msgtype": "video"}]', ["Attachment 1: video attachments are not typed in"]),
     ('[{"msgtype": "text"}]', ['Attachment 1: each attachment is {"msgtype": "link"']),
@@ -221,11 +220,10 @@ def test_the_form_explains_what_is_wrong_with_typed_in_attachments(db, attachmen
         assert error.startswith(start), errors
 
 
-def test_valid_links_and_mini_programs_pass(db):
+def test_valid_links_pass(db):
     items = [{"msgtype": "link", "link": {"title": "新人礼", "url": "https://example.com", "desc": "d",
                                           "picurl": "https://example.com/p.png"}},
-             {"msgtype": "miniprogram", "miniprogram": {"title": "商城", "appid": "wx123", "page": "pages/index",
-                                                        "pic_media_id": "3media"}}]
+             {"msgtype": "link", "link": {"title": "会员", "url": "http://example.com/vip"}}]
     form = LiveCodeForm(form_data(welcome_attachments=json.dumps(items, ensure_ascii=False)))
     assert form.is_valid(), form.errors
     assert form.cleaned_data["welcome_attachments"] == items
@@ -324,6 +322,6 @@ def test_welcome_image_through_the_simulator(wecom_sim, corp):
     WelcomeImage.objects.update(media_expires_at=now() + timedelta(minutes=10))
     wecom_sim.control("faults", {"errors": [{"api": "media/upload", "errcode": 44001, "remaining": 1}]})
     result, messages = send("小刚")
-    assert result == "sent_without_images"
+    assert result == "sent_without_media"
     assert messages[0]["text"]["content"] == "欢迎 小刚" and not messages[0].get("attachments")
     assert Alert.objects.filter(code=code, kind=Alert.Kind.WELCOME_MEDIA, resolved_at__isnull=True).exists()
