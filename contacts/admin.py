@@ -47,6 +47,13 @@ class ContactAdmin(admin.ModelAdmin):
     inlines = [FollowRelationInline]
     show_full_result_count = False
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)  # the admin's change view runs in one transaction
+        if change and form.initial.get("time_zone", "") != obj.time_zone:
+            from contacts.services import contacts_time_zone_changed
+
+            contacts_time_zone_changed(contact_ids=[obj.pk])
+
 
 @admin.register(FollowRelation)
 class FollowRelationAdmin(admin.ModelAdmin):

@@ -42,3 +42,11 @@ def relations_written(*, contact_ids: list[int]) -> None:
     from analytics.events import contacts_facts_changed
 
     contacts_facts_changed(contact_ids=contact_ids)
+
+
+def time_zones_changed(*, contact_ids: list[int], at=None) -> int:
+    """These contacts' own time zone was just changed (API, admin, CSV import); called inside the writing
+    transaction. Journeys re-plan the moments they had computed in the old zone; returns how many moved."""
+    from journeys.services import enrollments_zone_replan
+
+    return enrollments_zone_replan(contact_ids=contact_ids, at=at)

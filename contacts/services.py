@@ -89,15 +89,23 @@ def contact_upsert_from_wecom(*, corp: Corp, external: ExternalContact) -> Conta
     return contact
 
 
-def contact_time_zone_set(*, contact: Contact, time_zone: str) -> Contact:
+def contact_time_zone_set(*, contact: Contact, time_zone: str, at: datetime | None = None) -> Contact:
     """Set the contact's own time zone (an IANA name; blank: back to the corp's zone). An unknown name raises
-    ``ValidationError`` and changes nothing. Journeys use it for decisions from now on: a wait already scheduled
-    keeps its moment, but every send still checks quiet hours and windows in the zone of that moment."""
+    ``ValidationError`` and changes nothing. Journeys use it for decisions from now on, and waits already scheduled
+    for a local moment (until 10:00, until Monday, day N at HH:MM, quiet-hours holds) move to the new zone's."""
     value = time_zone_clean(time_zone)
     if value != contact.time_zone:
-        contact.time_zone = value
-        contact.save(update_fields=["time_zone", "updated_at"])
+        with transaction.atomic():
+            contact.time_zone = value
+            contact.save(update_fields=["time_zone", "updated_at"])
+            contacts_time_zone_changed(contact_ids=[contact.pk], at=at)
     return contact
+
+
+def contacts_time_zone_changed(*, contact_ids: list[int], at: datetime | None = None) -> int:
+    """The time zone of these contacts was just written (by ``contact_time_zone_set``, the admin or the CSV
+    import); call it in the same transaction. Returns how many journey enrollments were re-planned."""
+    return fanout.time_zones_changed(contact_ids=contact_ids, at=at)
 
 
 def contact_placeholder(*, corp: Corp, external_userid: str, name: str = "") -> Contact:

@@ -18,6 +18,11 @@ def _known() -> dict[str, str]:
     return {name.lower(): name for name in available_timezones() if name != "localtime"}
 
 
+def known_time_zones() -> frozenset[str]:
+    """Every name a contact's zone may have (the canonical IANA names zoneinfo knows)."""
+    return frozenset(_known().values())
+
+
 def time_zone_clean(value: str | None) -> str:
     """The canonical IANA name for ``value`` ('' for blank); ``ValidationError`` for anything else."""
     name = (value or "").strip()

@@ -5,6 +5,7 @@ import json
 import logging
 from datetime import datetime
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from journeys import engine
@@ -44,6 +45,37 @@ def journey_enroll(*, journey: Journey, contact_ids: list[int], entry_key: str =
         return cur.rowcount
 
 
+def journey_enroll_rows(*, journey: Journey, rows: list[tuple[int, str, dict]], at: datetime | None = None) -> int:
+    """``journey_enroll`` for rows that each carry their own entry key and context: ``(contact id, entry key,
+    context)``, in the caller's order of preference. One statement, with the same rules as calling
+    ``journey_enroll`` row by row in that order: a contact whose key already entered is skipped, and of a contact's
+    other rows only the first enters (then they are active in the journey family). Returns how many entered."""
+    if journey.status != Journey.Status.LIVE or not rows:
+        return 0
+    at = at or now()
+    family = journey.family_id or journey.pk
+    contacts = [r[0] for r in rows]
+    keys = [r[1] if journey.reenter else "" for r in rows]
+    contexts = [json.dumps(r[2] or {}) for r in rows]
+    holdout = [engine.in_holdout(cid, family, journey.holdout_percent) for cid in contacts]
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO journeys_enrollment (journey_id, contact_id, entry_key, status, position, seq, next_run_at, "
+            "holdout, entered_at, exit_reason, hold_count, context) "
+            "SELECT DISTINCT ON (v.c) %(journey)s, v.c, v.k, 'active', 0, 0, %(at)s, v.h, %(at)s, '', 0, v.x::jsonb "
+            "FROM unnest(%(contacts)s::bigint[], %(keys)s::text[], %(contexts)s::text[], %(holdout)s::bool[]) "
+            "WITH ORDINALITY AS v(c, k, x, h, n) "
+            "WHERE NOT EXISTS (SELECT 1 FROM journeys_enrollment d WHERE d.journey_id = %(journey)s "
+            "AND d.contact_id = v.c AND d.entry_key = v.k) "
+            "AND NOT EXISTS (SELECT 1 FROM journeys_enrollment e JOIN journeys_journey j ON j.id = e.journey_id "
+            "WHERE e.contact_id = v.c AND (j.id = %(family)s OR j.family_id = %(family)s) "
+            "AND (e.status = 'active' OR NOT %(reenter)s)) "
+            "ORDER BY v.c, v.n ON CONFLICT (journey_id, contact_id, entry_key) DO NOTHING",
+            {"journey": journey.pk, "at": at, "contacts": contacts, "keys": keys, "contexts": contexts,
+             "holdout": holdout, "family": family, "reenter": journey.reenter})
+        return cur.rowcount
+
+
 def journeys_live(*, trigger: str, corp_id: int | None = None) -> list[Journey]:
     qs = Journey.objects.filter(status=Journey.Status.LIVE, trigger=trigger)
     if corp_id is not None:
@@ -62,6 +94,86 @@ def enrollments_convert(*, contact_id: int, goal: str, at: datetime | None = Non
     return Enrollment.objects.filter(contact_id=contact_id, status=Enrollment.Status.ACTIVE,
                                      journey__goal_event=goal).update(
         status=Enrollment.Status.CONVERTED, finished_at=at or now(), next_run_at=None)
+
+
+# --- time zones -------------------------------------------------------------------------------------------------
+def _local_time_wait(config: dict) -> bool:
+    """Does the wait end at a local time (moves with the zone), not after a duration or N whole days?"""
+    return bool(config.get("at")) or "weekday" in config
+
+
+def enrollments_zone_replan(*, contact_ids: list[int], at: datetime | None = None) -> int:
+    """These contacts' time zone has just changed (call it in the transaction that changed it): their active
+    enrollments asleep until a local moment computed in the old zone get the moment of the new one, as the engine
+    computes it (``engine.wait_until``, ``engine.next_allowed``):
+
+    - asleep on a wait "until 10:00", "until Monday 19:30" or "day 3 at 10:00": the wait's moment in the new zone,
+      counted from when the wait began (a moment already past means now);
+    - a send held for quiet hours or its send window: the first allowed moment in the new zone from now.
+
+    Waits for a duration or for N whole days, holds for the frequency cap or the receive quota, and parked
+    (paused) enrollments keep their moment. Each moved enrollment gets a ``replanned`` step run in its timeline.
+    Returns how many moved."""
+    from journeys.scheduler import policy_get
+
+    ids = sorted(set(contact_ids))
+    at = at or now()
+    policy = policy_get()
+    return sum(_zone_replan(ids[start:start + 5000], at=at, policy=policy) for start in range(0, len(ids), 5000))
+
+
+def _zone_replan(ids: list[int], *, at: datetime, policy: engine.Policy) -> int:
+    from contacts.models import Contact
+
+    with transaction.atomic(), connection.cursor() as cur:
+        # Lock first (waiting for a sweep that holds some of them), then read in a new snapshot: a decision that
+        # sweep committed in the old zone is seen and re-planned here, never overwritten by a stale read.
+        locked = list(Enrollment.objects.select_for_update().filter(
+            contact_id__in=ids, status=Enrollment.Status.ACTIVE, next_run_at__isnull=False).order_by("pk")
+            .values_list("pk", flat=True))
+        if not locked:
+            return 0
+        cur.execute(
+            "SELECT e.id, e.seq, e.entered_at, e.next_run_at, e.contact_id, r.outcome, r.detail, r.at, s.config "
+            "FROM journeys_enrollment e JOIN journeys_steprun r ON r.idempotency_key = e.id || ':' || (e.seq - 1) "
+            "JOIN journeys_journeystep s ON s.id = r.step_id WHERE e.id = ANY(%s) AND e.status = 'active' "
+            "AND e.next_run_at IS NOT NULL AND (r.outcome = 'wait' OR (r.outcome = 'held' "
+            "AND split_part(r.detail, ' ', 1) IN ('quiet_hours', 'send_window')))", [locked])
+        rows = cur.fetchall()
+        zones = dict(Contact.objects.filter(pk__in={r[4] for r in rows}).values_list("pk", "time_zone"))
+        moved: list[tuple] = []
+        for enrollment_id, seq, entered_at, next_run_at, contact_id, outcome, _detail, began, config in rows:
+            config = json.loads(config) if isinstance(config, str) else (config or {})
+            zone = engine.zone_for(zones.get(contact_id, ""), policy)
+            try:
+                if outcome == "wait":
+                    if not _local_time_wait(config):
+                        continue
+                    until = max(engine.wait_until(config, now=began, entered_at=entered_at, tz=zone), at)
+                else:
+                    window = config.get("window")
+                    until = engine.next_allowed(at, zone=zone, quiet=(policy.quiet_start, policy.quiet_end),
+                                                window=(engine.parse_hhmm(window[0]), engine.parse_hhmm(window[1]))
+                                                if window else None)
+            except (ValueError, KeyError, TypeError, IndexError):  # settings validation refuses; keep its moment
+                logger.warning("enrollment %s: step settings not understood, not re-planned", enrollment_id)
+                continue
+            if until != next_run_at:
+                moved.append((enrollment_id, seq, until, zone.key))
+        if not moved:
+            return 0
+        cur.execute("UPDATE journeys_enrollment e SET next_run_at = v.until FROM unnest(%s::bigint[], "
+                    "%s::timestamptz[]) AS v(id, until) WHERE e.id = v.id",
+                    [[m[0] for m in moved], [m[2] for m in moved]])
+        cur.execute(
+            "INSERT INTO journeys_steprun (enrollment_id, step_id, journey_id_copy, outcome, detail, at, idempotency_key) "
+            "SELECT r.enrollment_id, r.step_id, r.journey_id_copy, 'replanned', v.detail, %s, v.key "
+            "FROM unnest(%s::text[], %s::text[], %s::text[]) AS v(prior, detail, key) "
+            "JOIN journeys_steprun r ON r.idempotency_key = v.prior ON CONFLICT (idempotency_key) DO NOTHING",
+            [at, [f"{m[0]}:{m[1] - 1}" for m in moved],
+             [f"until {m[2].isoformat()} ({m[3]})"[:255] for m in moved],
+             [f"{m[0]}:{m[1] - 1}:tz:{at.timestamp():.6f}" for m in moved]])
+    return len(moved)
 
 
 # --- custom events -------------------------------------------------------------------------------------------------
@@ -224,5 +336,6 @@ def message_preview(*, template: MessageTemplate, contact=None) -> str:
         values["staff_name"] = relation.staff.name if relation else ""
         ent = contact.entitlements.filter(status="active", expires_at__isnull=False).order_by("expires_at").first()
         values["coupon_name"] = ent.name if ent else ""
-        values["coupon_expires"] = ent.expires_at.date().isoformat() if ent else ""
+        zone = engine.zone_for(contact.time_zone, engine.Policy(tz=settings.TIME_ZONE))  # the date on their calendar
+        values["coupon_expires"] = ent.expires_at.astimezone(zone).date().isoformat() if ent else ""
     return render(text=template.text, kind=template.kind, attachment=template.attachment, values=values).text

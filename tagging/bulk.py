@@ -343,7 +343,13 @@ def _apply_contacts(cur, corp) -> int:
     # Known contacts take a time zone only from a file that has the column (NULL in the stage: no column).
     cur.execute(
         "UPDATE contacts_contact c SET time_zone = s.time_zone FROM import_stage s WHERE c.corp_id = %s "
-        "AND c.external_userid = s.key AND s.time_zone IS NOT NULL AND c.time_zone <> s.time_zone", [corp.pk])
+        "AND c.external_userid = s.key AND s.time_zone IS NOT NULL AND c.time_zone <> s.time_zone RETURNING c.id",
+        [corp.pk])
+    moved = [r[0] for r in cur.fetchall()]
+    if moved:  # their journeys' local-time waits move to the new zones (in this transaction)
+        from contacts.services import contacts_time_zone_changed
+
+        contacts_time_zone_changed(contact_ids=moved)
     cur.execute(
         "INSERT INTO contacts_contactfacts (contact_id, city, age_band, occupation, order_count, total_spent, "
         "avg_order_value, rfm_r, rfm_f, rfm_m, updated_at) "
