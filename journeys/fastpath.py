@@ -80,23 +80,41 @@ _CLAIM_TABLE = (
 
 
 def claim(*, at: datetime, limit: int, floor: datetime | None) -> list[tuple[int, int, int, datetime]]:
-    """Claim up to ``limit`` due enrollments (``FOR UPDATE SKIP LOCKED``, the partial index ``enrollment_due``)
-    into ``sweep_claimed``. Returns what the batch holds: (journey id, position, rows, latest next_run_at) per
-    journey and position. Call inside the batch's transaction."""
-    above = "AND next_run_at >= %s " if floor else ""
+    """Claim up to ``limit`` due enrollments into ``sweep_claimed``: the earliest rows of the due index
+    (``journeys_enrollmentdue``, index ``enrollment_due``), each enrollment row locked ``FOR UPDATE SKIP LOCKED``.
+    The enrollment's own ``status`` and ``next_run_at`` are in the condition so that they are re-checked on the
+    row's latest version when it was changed after this statement's snapshot (a batch of the other sweeper that
+    committed meanwhile: its due rows are still in our snapshot). ``e.next_run_at <= d.next_run_at`` rather than
+    ``<= at``: the planner's statistics lag behind the rows that just came due, and with a constant it would
+    estimate "almost none" and scan the enrollment table instead of walking the due index in order. For the same
+    reason the claim statement runs with every plan but that walk switched off (``WALK_DUE_INDEX``): whatever the
+    statistics say, the due index is read in order and each enrollment fetched by its key. Returns what the batch holds: (journey id,
+    position, rows, latest next_run_at) per journey and position. Call inside the batch's transaction."""
+    above = "AND d.next_run_at >= %s " if floor else ""
     with connection.cursor() as cur:
         cur.execute("SET LOCAL jit = off")  # batch queries cross the JIT threshold; compiling costs more here
         cur.execute(_CLAIM_TABLE)
         cur.execute("DELETE FROM sweep_claimed")  # empty after a commit; not when the sweep runs in an outer atomic
+        cur.execute(WALK_DUE_INDEX)
         cur.execute(
-            f"WITH c AS (SELECT ctid, {', '.join(CLAIM_COLS)} FROM journeys_enrollment "  # noqa: S608 - fixed text
-            f"WHERE status = 'active' AND next_run_at <= %s {above}ORDER BY next_run_at LIMIT %s "
-            "FOR UPDATE SKIP LOCKED), "
+            f"WITH c AS (SELECT e.ctid, {', '.join('e.' + c for c in CLAIM_COLS)} "  # noqa: S608 - fixed text
+            "FROM journeys_enrollmentdue d JOIN journeys_enrollment e ON e.id = d.enrollment_id "
+            f"WHERE d.next_run_at <= %s {above}AND e.status = 'active' AND e.next_run_at <= d.next_run_at "
+            "ORDER BY d.next_run_at LIMIT %s FOR UPDATE OF e SKIP LOCKED), "
             f"ins AS (INSERT INTO sweep_claimed (tid, {', '.join(CLAIM_COLS)}) SELECT * FROM c "
             "RETURNING journey_id, position, next_run_at) "
             "SELECT journey_id, position, count(*), max(next_run_at) FROM ins GROUP BY journey_id, position",
             [at, floor, limit] if floor else [at, limit])
-        return cur.fetchall()
+        found = cur.fetchall()
+        cur.execute(PLAN_FREELY)
+        return found
+
+
+# The claim's only sensible plan, made the only one the planner may pick (for this statement; PLAN_FREELY after it).
+WALK_DUE_INDEX = ("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; "
+                  "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+PLAN_FREELY = ("SET LOCAL enable_seqscan = on; SET LOCAL enable_bitmapscan = on; SET LOCAL enable_sort = on; "
+               "SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on")
 
 
 def rest_rows() -> list[dict]:

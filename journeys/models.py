@@ -1,8 +1,8 @@
 """Journeys (message lines and scenario journeys), their steps and enrollments, message templates,
 broadcasts, and the outbox of what we asked staff to send.
 
-The schedule lives here, in ``Enrollment.next_run_at`` (a partial index over active rows); the broker only
-ever carries "do this group now". Statuses are declared as data (``OUTBOUND_TRANSITIONS``) and moved by
+The schedule lives here, in ``Enrollment.next_run_at``, indexed through the narrow table ``EnrollmentDue`` (kept by
+a database trigger; see that model); the broker only ever carries "do this group now". Statuses are declared as data (``OUTBOUND_TRANSITIONS``) and moved by
 ``journeys.sender`` with conditional updates.
 """
 
@@ -162,8 +162,10 @@ class Enrollment(models.Model):
         CONVERTED = "converted", _("Converted (goal reached)")
         EXITED = "exited", _("Exited")
 
-    # No single-column FK indexes: (journey, contact, entry_key) and (contact, status) cover them, and every
-    # index costs a write on each sweep of the row.
+    # No single-column FK index on journey: (journey, contact, entry_key) covers it. No index covers ``status``,
+    # ``next_run_at`` or any other column a step changes, so advancing or finishing an enrollment is a HOT update
+    # (no index entry written; the table keeps free space on each page for it: fillfactor 70, migration 0004).
+    # What is due is indexed in ``EnrollmentDue``.
     journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="enrollments", db_index=False)
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="enrollments",
                                 db_index=False)
@@ -187,13 +189,35 @@ class Enrollment(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["journey", "contact", "entry_key"], name="enrollment_unique_entry"),
         ]
-        indexes = [
-            models.Index(fields=["next_run_at"], name="enrollment_due", condition=Q(status="active")),
-            models.Index(fields=["contact", "status"], name="enrollment_contact"),
-        ]
+        indexes = [models.Index(fields=["contact"], name="enrollment_contact")]
 
     def __str__(self) -> str:
         return f"{self.contact_id} in {self.journey_id}"
+
+
+class EnrollmentDue(models.Model):
+    """The due index: one row per active enrollment that has a ``next_run_at``, with a copy of it.
+
+    Derived data, like an index, and written only by the database: statement-level triggers on
+    ``journeys_enrollment`` (migration 0004) insert, move and delete these rows in the statement that changes an
+    enrollment, whichever code path writes it (ORM, bulk SQL, admin). Nothing in Python writes here.
+
+    Why a table and not a partial index on the enrollment: an index over ``status``/``next_run_at`` makes every
+    step finish a non-HOT update, which writes a new index entry into every index of the enrollment table at a
+    random place. Here finishing deletes one narrow row and the enrollment update stays on its page.
+    The sweeper claims through this table and locks the enrollment row (``journeys/fastpath.claim``), re-checking
+    the enrollment's own ``status`` and ``next_run_at`` under the lock.
+    """
+
+    enrollment = models.OneToOneField(Enrollment, on_delete=models.DO_NOTHING, primary_key=True,
+                                      db_constraint=False, related_name="+")
+    next_run_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["next_run_at"], name="enrollment_due")]
+
+    def __str__(self) -> str:
+        return f"{self.enrollment_id} due {self.next_run_at}"
 
 
 class StepRun(models.Model):

@@ -160,12 +160,20 @@ def _batch_run(held: list[tuple], claimed: int, *, at: datetime, policy: engine.
     return groups
 
 
+CLAIM_IDS = ("SELECT e.id FROM journeys_enrollmentdue d JOIN journeys_enrollment e ON e.id = d.enrollment_id "
+             "WHERE d.next_run_at <= %s AND e.status = 'active' AND e.next_run_at <= d.next_run_at "
+             "ORDER BY d.next_run_at LIMIT %s FOR UPDATE OF e SKIP LOCKED")
+
+
 def enrollments_claim(*, at: datetime, limit: int) -> list[int]:
-    """The due-claim query (uses the partial index ``enrollment_due``). Call inside a transaction."""
+    """The due-claim query of ``fastpath.claim`` returning ids (index ``enrollment_due`` of the due table).
+    Call inside a transaction."""
     with connection.cursor() as cur:
-        cur.execute("SELECT id FROM journeys_enrollment WHERE status = 'active' AND next_run_at <= %s "
-                    "ORDER BY next_run_at LIMIT %s FOR UPDATE SKIP LOCKED", [at, limit])
-        return [row[0] for row in cur.fetchall()]
+        cur.execute(fastpath.WALK_DUE_INDEX)
+        cur.execute(CLAIM_IDS, [at, limit])
+        found = [row[0] for row in cur.fetchall()]
+        cur.execute(fastpath.PLAN_FREELY)
+        return found
 
 
 def dispatch_groups(groups: set) -> None:
