@@ -3,12 +3,13 @@
 Targets: 1,000,000 due steps claimed, checked, written to the outbox and handed to sender tasks ≤ 30 s, printed
 beside the time to merely enqueue the same number of Celery tasks (one per contact, the anti-pattern) in the
 same run; 1,000,000 steps scheduled a day ahead add ≤ 50 MB to Redis and the workers; the due-claim query
-≤ 20 ms p95 with 10,000,000 future rows; a large recipient run against the simulator's WeCom limits produces
+≤ 20 ms p95 with 10,000,000 future rows; a 1,000,000-recipient run against the simulator's WeCom limits produces
 0 rate-limit errors (45009/45033).
 
 Full scale here (2 cores, shared machine): 1,000,000 due steps, 1,000,000 scheduled a day ahead, 10,000,000
-future rows for the claim query, 200,000 simulator recipients (the simulator keeps every customer in memory
-in this process). ``--tiny`` runs the same code at a small scale so it cannot rot.
+future rows for the claim query, 1,000,000 simulator recipients (sent by two sender workers through wechatpy
+over HTTP to the simulator in its own process, which holds the million customers as compact rows; its peak
+memory is printed). ``--tiny`` runs the same code at a small scale so it cannot rot.
 """
 
 import os
@@ -32,7 +33,7 @@ class Scale:
     repeats: int
 
 
-FULL = Scale(due=1_000_000, scheduled=1_000_000, future=10_000_000, recipients=200_000, staff=200, repeats=50)
+FULL = Scale(due=1_000_000, scheduled=1_000_000, future=10_000_000, recipients=1_000_000, staff=200, repeats=50)
 TINY = Scale(due=3_000, scheduled=3_000, future=20_000, recipients=2_000, staff=10, repeats=5)
 
 
@@ -120,7 +121,7 @@ def measure(due: int, scheduled: int, future: int, recipients: int, staff: int, 
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from journeys import scheduler
+    from journeys import fastpath, scheduler
     from journeys.models import Enrollment, Journey, JourneyStep, MessageTemplate, OutboundMessage
     from scrm.celery import app
     from scrm.redis import get_redis
@@ -247,10 +248,12 @@ def measure(due: int, scheduled: int, future: int, recipients: int, staff: int, 
             ids = scheduler.enrollments_claim(at=now, limit=2000)
             samples.append((time.perf_counter() - t) * 1000)
             transaction.set_rollback(True)
-    with connection.cursor() as cur:
-        cur.execute("EXPLAIN SELECT id FROM journeys_enrollment WHERE status = 'active' AND next_run_at <= %s "
-                    "ORDER BY next_run_at LIMIT 2000 FOR UPDATE SKIP LOCKED", [now])
-        plan = " ".join(r[0] for r in cur.fetchall())
+    with transaction.atomic(), connection.cursor() as cur:  # the planner settings are the transaction's (SET LOCAL)
+        cur.execute(fastpath.WALK_DUE_INDEX)
+        cur.execute(f"EXPLAIN {scheduler.CLAIM_IDS}", [now, 2000])
+        plan_rows = cur.fetchall()
+        cur.execute(fastpath.PLAN_FREELY)
+        plan = " ".join(r[0] for r in plan_rows)
     total = Enrollment.objects.count()
     uses_index = "enrollment_due" in plan
     print(f"  due-claim query (2,000 of {total:,} rows, {future:,} future): p95 {_p95(samples[1:]):.2f} ms, "
@@ -306,68 +309,122 @@ def _sweep(args):
 
 
 def _simulator_run(recipients: int, staff: int, corp_id: int) -> bool:
+    """``recipients`` outbox rows through the real send path (journeys sender → wecom gateway → wechatpy over
+    HTTP) against the WeCom simulator in its own process, seeded with the same customers as compact rows.
+    Rate-limit errors are counted over every API call the simulator answered (its totals, not its log)."""
+    import json
+    import multiprocessing
+
     from django.conf import settings
     from django.db import connection
+    from django.utils import timezone
 
     from journeys import sender
     from journeys.models import OutboundMessage
     from wecom import gateway
-    from wecom.simulator.config import SimulatorConfig
-    from wecom.simulator.server import SimulatorServer
-    from wecom.simulator.state import Customer, FollowRecord, Member
 
-    with SimulatorServer(SimulatorConfig(port=0, callback_url="", corp_id=settings.WECOM_CORP_ID, secret="bench",
-                                         agent_id=1000002, token="benchtoken",
-                                         aes_key="abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")) as srv:
-        world = srv.simulator.world
-        with connection.cursor() as cur:
-            cur.execute("SELECT s.id, s.userid FROM contacts_staff s WHERE s.corp_id = %s", [corp_id])
-            staff_rows = cur.fetchall()
-            for _, userid in staff_rows:
-                world.members[userid] = Member(userid=userid, name=userid)
-            cur.execute("SELECT c.id, c.external_userid, s.userid FROM contacts_contact c JOIN contacts_followrelation "
-                        "r ON r.contact_id = c.id JOIN contacts_staff s ON s.id = r.staff_id WHERE c.corp_id = %s "
-                        "ORDER BY c.id LIMIT %s", [corp_id, recipients])
-            people = cur.fetchall()
-        for _, ext, userid in people:
-            world.customers[ext] = Customer(external_userid=ext, name=ext,
-                                            follows={userid: FollowRecord(userid=userid, createtime=0)})
+    now = timezone.now()
+    content = json.dumps({"text": "会员日提醒", "attachments": []}, ensure_ascii=False)
+    with connection.cursor() as cur:
+        cur.execute("SELECT id FROM contacts_staff WHERE corp_id = %s ORDER BY id", [corp_id])
+        staff_ids = [row[0] for row in cur.fetchall()]
+        # One pending outbox row per recipient, set-based (the sweeper's bulk path writes them the same way).
+        cur.execute("INSERT INTO journeys_outboundmessage (corp_id, idempotency_key, channel, priority, contact_id, "
+                    "chat_id, staff_id, content, content_hash, status, attempts, last_error, created_at) SELECT "
+                    "c.corp_id, 'sim:' || c.id, 'single', 'service', c.id, '', r.staff_id, %s::jsonb, 'simbench', "
+                    "'pending', 0, '', %s FROM contacts_contact c JOIN contacts_followrelation r ON r.contact_id = "
+                    "c.id WHERE c.corp_id = %s ORDER BY c.id LIMIT %s", [content, now, corp_id, recipients])
+        # Fresh statistics, as autovacuum would give a table that just grew by a million rows: with stale ones
+        # the sender's claim UPDATE scans every pending row, once per claim.
+        cur.execute("ANALYZE journeys_outboundmessage")
+    db = settings.DATABASES["default"]
+    dsn = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"], "host": db["HOST"],
+           "port": db["PORT"]}
+    simulator = {"port": 0, "callback_url": "", "corp_id": settings.WECOM_CORP_ID, "secret": "bench",
+                 "agent_id": 1000002, "token": "benchtoken", "aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}
+    spawn = multiprocessing.get_context("spawn")  # a clean process: its memory is the simulator's alone
+    ours, theirs = spawn.Pipe()
+    process = spawn.Process(target=_simulator_process, args=(theirs, dsn, simulator, corp_id, recipients),
+                            name="wecom-simulator", daemon=True)
+    process.start()
+
+    def receive() -> dict:
+        while not ours.poll(1):
+            if not process.is_alive():
+                raise RuntimeError(f"the simulator process exited with code {process.exitcode}")
+        return ours.recv()
+
+    try:
+        up = receive()
         settings.WECOM_BACKEND = "http"
-        settings.WECOM_API_BASE = f"{srv.url}/cgi-bin/"
+        settings.WECOM_API_BASE = f"{up['url']}/cgi-bin/"
         settings.WECOM_SECRET = "bench"
         settings.WECOM_AGENT_ID = "1000002"
         settings.WECOM_TIMEOUT = 60.0
         gateway.reset()
-        from django.utils import timezone
-
-        now = timezone.now()
-        OutboundMessage.objects.bulk_create([
-            OutboundMessage(corp_id=corp_id, idempotency_key=f"sim:{cid}", channel="single", priority="service",
-                            contact_id=cid, staff_id=dict((u, s) for s, u in staff_rows)[userid],
-                            content={"text": "会员日提醒", "attachments": []}, content_hash="simbench", created_at=now)
-            for cid, _, userid in people], batch_size=10_000)
+        connection.close()  # the workers fork: each opens its own connection
         t = time.perf_counter()
-        tasks = 0
-        for staff_id, _ in staff_rows:
-            tasks += sender.outbound_send_group(staff_id=staff_id, content_hash="simbench")
+        with multiprocessing.get_context("fork").Pool(2) as pool:  # two sender workers, one per core
+            sends = [pool.apply_async(sender.outbound_send_group, kwds={"staff_id": s, "content_hash": "simbench"})
+                     for s in staff_ids]
+            tasks = sum(send.get() for send in sends)
         elapsed = time.perf_counter() - t
-        calls = srv.simulator.api_calls if hasattr(srv.simulator, "api_calls") else None
         queued = OutboundMessage.objects.filter(content_hash="simbench", status="queued").count()
-        errors = _rate_errors(srv)
-    print(f"  simulator: {recipients:,} recipients → {tasks} confirm-tasks + reminders in {elapsed:.1f} s, "
-          f"{queued:,} queued, rate-limit errors (45009/45033): {errors}  target 0")
-    del calls
-    return errors == 0 and queued == recipients
+        ours.send("stop")
+        down = receive()
+    finally:
+        process.join(timeout=60)
+        if process.is_alive():
+            process.kill()
+    codes = down["totals"]["errcodes"]
+    errors = sum(n for code, n in codes.items() if code in ("45009", "45033"))
+    others = {code: n for code, n in codes.items() if code not in ("0", "45009", "45033")}
+    print(f"  simulator: {recipients:,} recipients → {tasks} confirm-tasks + reminders in {elapsed:.1f} s "
+          f"({recipients / elapsed:,.0f}/s), {queued:,} queued, {down['totals']['calls']} API calls, rate-limit "
+          f"errors (45009/45033): {errors}  target 0" + (f", other errcodes {others}" if others else ""))
+    print(f"    simulator process: {up['seeded']:,} customers seeded in {up['seed_s']:.1f} s; RSS "
+          f"{up['rss_empty_mb']:.0f} MB empty, {up['rss_seeded_mb']:.0f} MB seeded, peak {down['peak_mb']:.0f} MB")
+    return errors == 0 and queued == recipients and up["seeded"] == recipients
 
 
-def _rate_errors(srv) -> int:
-    import json
-    import urllib.request
+def _simulator_process(conn, dsn: dict, simulator: dict, corp_id: int, recipients: int) -> None:
+    """The simulator's process for ``_simulator_run``: members and customers from the database (customers as
+    compact rows, streamed), serve until told to stop, then report the API call totals and peak memory."""
+    import psycopg2
 
-    with urllib.request.urlopen(f"{srv.url}/sim/api_calls?limit=100000", timeout=60) as r:  # noqa: S310 - loopback
-        calls = json.loads(r.read())
-    items = calls.get("calls", calls) if isinstance(calls, dict) else calls
-    return sum(1 for c in items if isinstance(c, dict) and c.get("errcode") in (45009, 45033))
+    from wecom.simulator.config import SimulatorConfig
+    from wecom.simulator.server import SimulatorServer
+    from wecom.simulator.state import Member
+
+    def rss_mb(field: str) -> float:
+        lines = Path("/proc/self/status").read_text().splitlines()
+        return next((int(line.split()[1]) / 1024 for line in lines if line.startswith(field + ":")), 0.0)
+
+    with SimulatorServer(SimulatorConfig(**simulator)) as srv:
+        world = srv.simulator.world
+        empty = rss_mb("VmRSS")
+        t = time.perf_counter()
+        db = psycopg2.connect(**dsn)
+        try:
+            with db, srv.simulator.lock:
+                with db.cursor() as cur:
+                    cur.execute("SELECT userid FROM contacts_staff WHERE corp_id = %s", [corp_id])
+                    for (userid,) in cur.fetchall():
+                        world.members[userid] = Member(userid=userid, name=userid)
+                with db.cursor(name="simulator_customers") as cur:  # server-side: streamed, not held
+                    cur.itersize = 50_000
+                    cur.execute("SELECT c.external_userid, s.userid FROM contacts_contact c JOIN "
+                                "contacts_followrelation r ON r.contact_id = c.id JOIN contacts_staff s ON s.id = "
+                                "r.staff_id WHERE c.corp_id = %s ORDER BY c.id LIMIT %s", [corp_id, recipients])
+                    for external_userid, userid in cur:
+                        world.customers.add_plain(external_userid, external_userid, userid, 0)
+        finally:
+            db.close()
+        conn.send({"url": srv.url, "seeded": len(world.customers), "seed_s": time.perf_counter() - t,
+                   "rss_empty_mb": empty, "rss_seeded_mb": rss_mb("VmRSS")})
+        conn.recv()
+        totals = srv.simulator.api_call_totals()
+    conn.send({"totals": totals, "peak_mb": rss_mb("VmHWM")})
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "measure":

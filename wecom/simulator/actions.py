@@ -284,7 +284,7 @@ def create_group(ctx: ActionContext, p: Params) -> Result:
 def _new_group_member(
     ctx: ActionContext, member_id: str, join_scene: int, state: str, invitor: str
 ) -> GroupMember:
-    customer = ctx.world.customers.get(member_id)
+    customer = ctx.world.customers.peek(member_id)
     return GroupMember(
         userid=member_id,
         type=1 if member_id in ctx.world.members else 2,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from .actions import ActionContext
@@ -43,6 +43,8 @@ class Simulator:
         self.delivery = CallbackDelivery(self.crypto, self.settings, self.faults, config.agent_id)
         self.public_url = config.public_url
         self._api_calls: deque[dict[str, Any]] = deque(maxlen=API_LOG_LIMIT)
+        self._api_errcodes: Counter[int] = Counter()  # every call since start/reset, beyond the log's window
+        self._api_totals_lock = threading.Lock()
         self._store = StateStore(config.state_file, self.snapshot) if config.state_file else None
         self._started = False
 
@@ -88,6 +90,8 @@ class Simulator:
             self.limiter.reset()
             self.delivery.clear()
             self._api_calls.clear()
+            with self._api_totals_lock:
+                self._api_errcodes.clear()
             self.mark_dirty()
 
     def snapshot(self) -> dict[str, Any]:
@@ -141,7 +145,16 @@ class Simulator:
         self._api_calls.append(
             {"at": time.time(), "sim_time": self.clock.now_int(), "api": api, "errcode": errcode}
         )
+        with self._api_totals_lock:
+            self._api_errcodes[errcode] += 1
 
     def api_calls(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The most recent calls (at most ``API_LOG_LIMIT``)."""
         calls = list(self._api_calls)
         return calls[-limit:] if limit else calls
+
+    def api_call_totals(self) -> dict[str, Any]:
+        """Every call since start or reset: the count and the count per errcode (0 = success)."""
+        with self._api_totals_lock:
+            totals = self._api_errcodes.copy()
+        return {"calls": totals.total(), "errcodes": {str(code): n for code, n in sorted(totals.items())}}

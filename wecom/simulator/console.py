@@ -6,6 +6,7 @@ redirects back here with a flash message. Every dynamic value is HTML-escaped.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -286,6 +287,7 @@ def _simulator_forms() -> str:
 
 
 def _members_table(world: World) -> str:
+    counts = world.customers.follower_counts()
     rows = [
         (
             m.userid,
@@ -293,7 +295,7 @@ def _members_table(world: World) -> str:
             m.mobile,
             m.status,
             "yes" if m.customer_contact else "no",
-            len(world.customers_of(m.userid)),
+            counts[m.userid],
         )
         for m in world.members.values()
     ]
@@ -301,9 +303,9 @@ def _members_table(world: World) -> str:
 
 
 def _customers_table(world: World) -> str:
-    customers = list(world.customers.values())
+    customers = world.customers
     rows = []
-    for c in customers[:CUSTOMER_ROWS]:
+    for c in filter(None, map(customers.peek, itertools.islice(customers, CUSTOMER_ROWS))):  # rows stay rows
         follows = "; ".join(
             f"{f.userid} ({_ts(f.createtime)}{', state ' + f.state if f.state else ''}"
             f"{', tags ' + ','.join(f.tag_ids) if f.tag_ids else ''})"

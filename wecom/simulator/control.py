@@ -234,7 +234,7 @@ def _app_messages(sim: Simulator, request: Request, p: Params) -> dict[str, Any]
 
 
 def _api_calls(sim: Simulator, request: Request, p: Params) -> dict[str, Any]:
-    return {"api_calls": sim.api_calls(p.integer("limit", minimum=1))}
+    return {"api_calls": sim.api_calls(p.integer("limit", minimum=1)), "totals": sim.api_call_totals()}
 
 
 def _qr_handler(config_id: str) -> ControlHandler:

@@ -1,7 +1,9 @@
 """The simulated corp: members, customers, tags, contact/join ways, groups, messages and media.
 
-Plain dataclasses, serialisable to JSON (``World.to_dict`` / ``World.from_dict``). The world has no lock of
-its own: the ``Simulator`` holds one lock around every request that reads or mutates it.
+Plain dataclasses (with ``__slots__``: a world may hold a million customers), serialisable to JSON
+(``World.to_dict`` / ``World.from_dict``). Customers live in a ``CustomerTable``, which keeps bulk-seeded
+customers as compact rows until something needs them as objects. The world has no lock of its own: the
+``Simulator`` holds one lock around every request that reads or mutates it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from array import array
+from collections import Counter
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +23,7 @@ from . import ids
 HISTORY_LIMIT = 5000
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     """A staff member (成员). ``status``: 1 active, 2 disabled, 4 not activated, 5 resigned."""
 
@@ -29,7 +34,7 @@ class Member:
     customer_contact: bool = True
 
 
-@dataclass
+@dataclass(slots=True)
 class FollowRecord:
     """One member's relationship with a customer (``follow_user`` item)."""
 
@@ -46,7 +51,7 @@ class FollowRecord:
     remark_pic_mediaid: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class Customer:
     """An external contact. ``type`` 1 = WeChat user, 2 = WeCom user; ``gender`` 0 unknown, 1 male, 2 female."""
 
@@ -61,7 +66,7 @@ class Customer:
     follows: dict[str, FollowRecord] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class CorpTag:
     id: str
     name: str
@@ -70,7 +75,7 @@ class CorpTag:
     creator: str = "app"
 
 
-@dataclass
+@dataclass(slots=True)
 class CorpTagGroup:
     """``creator`` is "app" for tags made through the API, "console" for tags made in the admin console."""
 
@@ -82,7 +87,7 @@ class CorpTagGroup:
     tags: list[CorpTag] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class ContactWay:
     """A 「联系我」 configuration. Temporary ones (``is_temp``) do not count toward the shared quota."""
 
@@ -106,7 +111,7 @@ class ContactWay:
     used: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class JoinWay:
     """A customer-group 「加入群聊」 configuration (≤ 5 chats)."""
 
@@ -121,7 +126,7 @@ class JoinWay:
     state: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class GroupMember:
     """``type`` 1 member, 2 external; ``join_scene`` (groupchat/get codes) 1 invited, 2 invite link, 3 QR."""
 
@@ -136,7 +141,7 @@ class GroupMember:
     state: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class GroupChat:
     chat_id: str
     name: str
@@ -159,7 +164,7 @@ class GroupChat:
         return sum(1 for m in self.members if m.join_scene == 3)
 
 
-@dataclass
+@dataclass(slots=True)
 class MassTask:
     """Per-sender task: status 0 not sent, 2 sent (get_groupmsg_task)."""
 
@@ -168,7 +173,7 @@ class MassTask:
     send_time: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class MassRecipient:
     """Per-recipient result: 0 not sent, 1 sent, 2 not a friend / gone, 3 over the receive quota."""
 
@@ -178,7 +183,7 @@ class MassRecipient:
     send_time: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class MassMessage:
     msgid: str
     chat_type: str
@@ -197,7 +202,7 @@ class MassMessage:
         return next((t for t in self.tasks if t.userid == userid), None)
 
 
-@dataclass
+@dataclass(slots=True)
 class WelcomeCode:
     code: str
     userid: str
@@ -206,7 +211,7 @@ class WelcomeCode:
     used_at: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class WelcomeMessage:
     welcome_code: str
     userid: str
@@ -216,7 +221,7 @@ class WelcomeMessage:
     attachments: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class AppMessage:
     """An application message (message/send) and what happened to each addressed member."""
 
@@ -233,7 +238,7 @@ class AppMessage:
     invalidtag: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Media:
     """Uploaded media metadata; the bytes live in memory only (not in the state file)."""
 
@@ -246,10 +251,121 @@ class Media:
     permanent: bool = False
 
 
+class CustomerTable(MutableMapping[str, Customer]):
+    """``World.customers``: external_userid → ``Customer``, in insertion order.
+
+    A customer added with ``add_plain`` (one follower and every other field at its default, as a bulk seed
+    makes them) is stored as a row: its id and name in lists, its follower (an index into the distinct
+    userids) and the relationship's createtime in arrays — about a quarter of the memory of the objects.
+    The row becomes a ``Customer`` object, kept in its place, the first time anything asks for one through
+    the mapping (``[]``, ``get``, ``values``, ``items``, ``pop``), so changes made through that object stick.
+    The read-only helpers (``peek``, ``of_member``, ``follower_counts``, ``objects``, ``to_dict``) answer from
+    the rows without keeping anything.
+    """
+
+    def __init__(self, customers: Mapping[str, Customer] | None = None) -> None:
+        # external_userid -> Customer, or the int index of a compact row
+        self._entries: dict[str, Customer | int] = dict(customers or {})
+        self._ids: list[str] = []
+        self._names: list[str] = []
+        self._followers = array("I")
+        self._createtimes = array("q")
+        self._userids: list[str] = []
+        self._userid_index: dict[str, int] = {}
+
+    # --- compact rows ---------------------------------------------------------------------------------------
+
+    def add_plain(self, external_userid: str, name: str, userid: str, createtime: int) -> None:
+        """Add (or replace) a customer with one follower, ``userid``, and nothing else but defaults."""
+        index = self._userid_index.get(userid)
+        if index is None:
+            index = self._userid_index[userid] = len(self._userids)
+            self._userids.append(userid)
+        self._entries[external_userid] = len(self._ids)
+        self._ids.append(external_userid)
+        self._names.append(name)
+        self._followers.append(index)
+        self._createtimes.append(createtime)
+
+    def _build(self, row: int) -> Customer:
+        userid = self._userids[self._followers[row]]
+        follow = FollowRecord(userid=userid, createtime=self._createtimes[row])
+        return Customer(external_userid=self._ids[row], name=self._names[row], follows={userid: follow})
+
+    # --- mapping (objects) ----------------------------------------------------------------------------------
+
+    def __getitem__(self, external_userid: str) -> Customer:
+        entry = self._entries[external_userid]
+        if isinstance(entry, Customer):
+            return entry
+        customer = self._entries[external_userid] = self._build(entry)  # same key: order and iterators hold
+        return customer
+
+    def __setitem__(self, external_userid: str, customer: Customer) -> None:
+        self._entries[external_userid] = customer
+
+    def __delitem__(self, external_userid: str) -> None:
+        del self._entries[external_userid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, external_userid: object) -> bool:
+        return external_userid in self._entries
+
+    def __repr__(self) -> str:
+        return f"<CustomerTable: {len(self._entries)} customers>"
+
+    # --- read only ------------------------------------------------------------------------------------------
+
+    def peek(self, external_userid: str) -> Customer | None:
+        """The customer, to read: a row answers with a new object that is not kept (never change it)."""
+        entry = self._entries.get(external_userid)
+        return self._build(entry) if isinstance(entry, int) else entry
+
+    def objects(self) -> Iterator[Customer]:
+        """The customers that exist as objects (rows have no tags, remarks or other editable data)."""
+        return (entry for entry in self._entries.values() if isinstance(entry, Customer))
+
+    def of_member(self, userid: str) -> list[Customer]:
+        """The member's customers, to read (rows come back as objects that are not kept), in table order."""
+        index = self._userid_index.get(userid)
+        found = []
+        for entry in self._entries.values():
+            if isinstance(entry, Customer):
+                if userid in entry.follows:
+                    found.append(entry)
+            elif self._followers[entry] == index:
+                found.append(self._build(entry))
+        return found
+
+    def follower_counts(self) -> Counter[str]:
+        """Customers per member, in one pass."""
+        counts: Counter[str] = Counter()
+        rows: Counter[int] = Counter()
+        for entry in self._entries.values():
+            if isinstance(entry, Customer):
+                counts.update(entry.follows.keys())
+            else:
+                rows[self._followers[entry]] += 1
+        for index, count in rows.items():
+            counts[self._userids[index]] += count
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            key: dataclasses.asdict(self._build(entry) if isinstance(entry, int) else entry)
+            for key, entry in self._entries.items()
+        }
+
+
 @dataclass
 class World:
     members: dict[str, Member] = field(default_factory=dict)
-    customers: dict[str, Customer] = field(default_factory=dict)
+    customers: CustomerTable = field(default_factory=CustomerTable)
     tag_groups: dict[str, CorpTagGroup] = field(default_factory=dict)
     contact_ways: dict[str, ContactWay] = field(default_factory=dict)
     join_ways: dict[str, JoinWay] = field(default_factory=dict)
@@ -265,11 +381,16 @@ class World:
     # --- serialisation ------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(dataclasses.replace(self, customers=CustomerTable()))
+        data["customers"] = self.customers.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> World:
-        return from_jsonable(cls, data)
+        world = from_jsonable(cls, {key: value for key, value in data.items() if key != "customers"})
+        saved = data.get("customers") or {}
+        world.customers = CustomerTable({key: from_jsonable(Customer, item) for key, item in saved.items()})
+        return world
 
     def is_empty(self) -> bool:
         return not (self.members or self.customers or self.groups or self.tag_groups)
@@ -277,12 +398,13 @@ class World:
     # --- lookups ------------------------------------------------------------------------------------------
 
     def follow(self, userid: str, external_userid: str) -> FollowRecord | None:
-        customer = self.customers.get(external_userid)
+        """The relationship, to read (see ``CustomerTable.peek``)."""
+        customer = self.customers.peek(external_userid)
         return customer.follows.get(userid) if customer else None
 
     def customers_of(self, userid: str) -> list[Customer]:
-        """The member's customers, oldest relationship first."""
-        followed = [c for c in self.customers.values() if userid in c.follows]
+        """The member's customers, oldest relationship first, to read (see ``CustomerTable.of_member``)."""
+        followed = self.customers.of_member(userid)
         return sorted(followed, key=lambda c: (c.follows[userid].createtime, c.external_userid))
 
     def find_tag(self, tag_id: str) -> tuple[CorpTagGroup, CorpTag] | None:
@@ -303,15 +425,15 @@ class World:
         return sum(1 for way in self.contact_ways.values() if not way.is_temp) + len(self.join_ways)
 
     def forget_tags(self, tag_ids: set[str]) -> None:
-        """Drop deleted tags from every follow record."""
-        for customer in self.customers.values():
+        """Drop deleted tags from every follow record (compact rows have none)."""
+        for customer in self.customers.objects():
             for follow in customer.follows.values():
                 follow.tag_ids = [t for t in follow.tag_ids if t not in tag_ids]
 
     def display_name(self, member_or_customer_id: str) -> str:
         if member := self.members.get(member_or_customer_id):
             return member.name
-        if customer := self.customers.get(member_or_customer_id):
+        if customer := self.customers.peek(member_or_customer_id):
             return customer.name
         return ""
 

@@ -85,10 +85,11 @@ def require_contact_member(world: World, userid: str) -> Member:
     return member
 
 
-def require_customer(world: World, external_userid: str) -> Customer:
+def require_customer(world: World, external_userid: str, *, read_only: bool = False) -> Customer:
+    """The customer; with ``read_only`` a compact row is not turned into a kept object (never change it)."""
     if not external_userid:
         raise ApiError(41035)
-    customer = world.customers.get(external_userid)
+    customer = world.customers.peek(external_userid) if read_only else world.customers.get(external_userid)
     if customer is None:
         raise ApiError(40096, f"invalid external userid: {external_userid}")
     return customer

@@ -88,7 +88,7 @@ def list_customers(ctx: WireContext, p: Params) -> Payload:
 
 
 def get_customer(ctx: WireContext, p: Params) -> Payload:
-    customer = require_customer(ctx.world, p.text("external_userid"))
+    customer = require_customer(ctx.world, p.text("external_userid"), read_only=True)
     follows = sorted(customer.follows.values(), key=lambda f: (f.createtime, f.userid))
     if not follows:
         raise ApiError(84061, f"{customer.external_userid} has no relationship with this corp")

@@ -74,12 +74,13 @@ def _single_recipients(ctx: WireContext, p: Params, sender: str) -> tuple[Assign
     fail_list: list[str] = []
     if external_ids:
         for external_userid in external_ids:
-            customer = ctx.world.customers.get(external_userid)
+            customer = ctx.world.customers.peek(external_userid)  # read only: a million may be targeted
             follow = _pick_follower(ctx, customer, sender) if customer else None
             if follow is None:
                 fail_list.append(external_userid)
             elif _matches(follow.tag_ids, tag_filter):
-                assignments.setdefault(follow.userid, []).append(external_userid)
+                # the stored id string, not the request's copy: recipient rows then share it
+                assignments.setdefault(follow.userid, []).append(customer.external_userid)
     else:
         for customer in ctx.world.customers_of(sender):
             if _matches(customer.follows[sender].tag_ids, tag_filter):

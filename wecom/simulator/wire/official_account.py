@@ -49,7 +49,7 @@ def handle_oa_oauth(sim: Simulator, request: Request) -> Response:
             return _error(40163, "code been used")
         sim.oa_codes_used.add(code)
         who = code[len("sim-oa-"):].split("~", 1)[0]
-        customer = sim.world.customers.get(who)
+        customer = sim.world.customers.peek(who)
         unionid = customer.unionid if customer is not None else ""
     openid = "o" + hashlib.sha256(f"{config.oa_appid}:{who}".encode()).hexdigest()[:27]
     payload = {"access_token": "sim-oa-" + secrets.token_hex(16), "expires_in": 7200,
