@@ -2,13 +2,19 @@
 changed by making a new version."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.utils.formats import localize
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 
 from journeys import presets, selectors, sender, services
 from journeys.broadcasts import broadcast_preview, broadcast_send
+from journeys.forms import MessageTemplateForm
+from journeys.messages import TemplateError, template_check
 from journeys.models import (
     Broadcast,
     ContactQuota,
@@ -32,15 +38,50 @@ def _sample_contact(corp_id: int):
 
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "updated_at")
+    form = MessageTemplateForm
+    list_display = ("name", "kind", "problem", "updated_at")
     search_fields = ("name", "text")
-    readonly_fields = ("preview",)
+    fields = ("name", "kind", "text", "attachment", "cover_file", "cover_current", "preview")
+    readonly_fields = ("cover_current", "preview")
 
     @admin.display(description=_("Preview (sample contact)"))
     def preview(self, obj):
         if not obj.pk:
             return "-"
         return services.message_preview(template=obj)
+
+    @admin.display(description=_("Problem"))
+    def problem(self, obj):
+        """What keeps the template from being sent (e.g. a mini-program without a cover), or nothing."""
+        try:
+            template_check(text=obj.text, kind=obj.kind, attachment=obj.attachment)
+        except TemplateError as exc:
+            return str(exc)
+        return ""
+
+    @admin.display(description=_("Current cover"))
+    def cover_current(self, obj):
+        if not obj.pk or not obj.cover_sha:
+            return _("none")
+        cached = (_("WeCom media id cached until %(at)s") % {"at": localize(localtime(obj.cover_media_expires_at))}
+                  if obj.cover_media_id and obj.cover_media_expires_at else _("not uploaded to WeCom yet"))
+        return format_html('<img src="{}" alt="" height="120"><br>{} ({})',
+                           reverse("admin:journeys_messagetemplate_cover", args=[obj.pk]),
+                           obj.cover_name or obj.cover_sha[:12], cached)
+
+    def get_urls(self):
+        own = [path("<int:pk>/cover/", self.admin_site.admin_view(self.cover_view),
+                    name="journeys_messagetemplate_cover")]
+        return own + super().get_urls()
+
+    def cover_view(self, request, pk):
+        """The uploaded cover image (PNG or JPEG, checked at upload), for the change page."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        template = get_object_or_404(MessageTemplate.objects.exclude(cover_sha=""), pk=pk)
+        response = HttpResponse(bytes(template.cover), content_type=template.cover_type)
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
 
 
 class StepInline(admin.TabularInline):

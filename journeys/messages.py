@@ -2,12 +2,18 @@
 
 Rendering normalises whitespace (non-breaking spaces, trailing blanks) in one place, so the preview and
 the sent text are the same string. An unknown field is refused when the template is saved.
+
+A mini-program attachment carries ``cover_sha``, the SHA-256 of the cover image uploaded with the template, never a
+media id: WeCom's ``pic_media_id`` expires after 3 days, so the sender puts it in right before sending
+(journeys/covers.py) and the stored content and its hash stay the same whatever media id is used.
 """
 
 import hashlib
 import json
 import re
 from dataclasses import dataclass
+
+from django.utils.translation import gettext as _
 
 FIELDS = {
     "name": "the customer's name",
@@ -24,10 +30,13 @@ SAMPLE = {"name": "小红", "staff_name": "张伟", "coupon_name": "满100减20�
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
 TEXT_MAX_BYTES = 4000
 ATTACHMENT_KEYS = {"image": {"pic_url"}, "link": {"title", "url"}, "miniprogram": {"title", "appid", "page"}}
+COVER_KEY = "cover_sha"  # of a mini-program attachment: set from the uploaded cover (MessageTemplate.attachment_sync)
 
 
 class TemplateError(ValueError):
-    pass
+    def __init__(self, message: str, *, field: str = "text") -> None:
+        super().__init__(message)
+        self.field = field  # the template's field the problem is about
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,10 @@ def template_check(*, text: str, kind: str, attachment: dict) -> None:
     missing = ATTACHMENT_KEYS.get(kind, set()) - set(attachment or {})
     if missing:
         raise TemplateError(f"the {kind} attachment needs: {', '.join(sorted(missing))}")
+    if kind == "miniprogram" and not (attachment or {}).get(COVER_KEY):
+        raise TemplateError(_("The mini-program needs a cover image: upload one (PNG or JPEG) with the template. "
+                              "WeCom shows it on the card and takes it only as an uploaded image."),
+                            field="attachment")
 
 
 def render_text(text: str, values: dict) -> str:

@@ -25,7 +25,15 @@ class Channel(models.TextChoices):
 
 
 class MessageTemplate(TimeStampedModel):
-    """Text with ``{{ field }}`` placeholders (see journeys/messages.py FIELDS) and optional attachments."""
+    """Text with ``{{ field }}`` placeholders (see journeys/messages.py FIELDS) and optional attachments.
+
+    A mini-program card needs a cover that WeCom takes only as temporary media (``pic_media_id``, valid 3 days): the
+    operator uploads the image (PNG/JPEG, checked like welcome images: journeys/covers.py), it is kept here, and the
+    sender uploads it to WeCom right before creating a task, reusing the cached ``cover_media_id`` until less than an
+    hour of it is left (scrm/media.py). The attachment names the cover by its SHA-256 (``cover_sha``, set by
+    ``clean``), so the rendered content and its hash never carry a media id. A mini-program template without a cover
+    (typed in before covers were uploaded) is invalid until one is uploaded.
+    """
 
     class Kind(models.TextChoices):
         TEXT = "text", _("Text")
@@ -39,7 +47,14 @@ class MessageTemplate(TimeStampedModel):
                                                     "{{ coupon_name }}, {{ coupon_expires }}, {{ today }}."))
     attachment = models.JSONField(_("attachment"), default=dict, blank=True,
                                   help_text=_("For image: pic_url; link: title, url, picurl, desc; "
-                                              "mini-program: title, appid, page, pic_media_id."))
+                                              "mini-program: title, appid, page (upload the cover image below; "
+                                              "cover_sha is filled in from it)."))
+    cover = models.BinaryField(_("mini-program cover"), null=True, blank=True, editable=False)
+    cover_type = models.CharField(max_length=32, blank=True, editable=False)
+    cover_sha = models.CharField(max_length=64, blank=True, editable=False)
+    cover_name = models.CharField(_("cover file name"), max_length=100, blank=True, editable=False)
+    cover_media_id = models.CharField(max_length=128, blank=True, editable=False)
+    cover_media_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]
@@ -54,10 +69,25 @@ class MessageTemplate(TimeStampedModel):
 
         from journeys.messages import TemplateError, template_check
 
+        self.attachment_sync()
         try:
             template_check(text=self.text, kind=self.kind, attachment=self.attachment)
         except TemplateError as exc:
-            raise ValidationError({"text": str(exc)}) from exc
+            raise ValidationError({exc.field: str(exc)}) from exc
+
+    def attachment_sync(self) -> None:
+        """A mini-program attachment names the uploaded cover by its SHA-256 (``cover_sha``); whatever was typed in
+        under that key or as ``pic_media_id`` (a media id expires after 3 days) is replaced."""
+        from journeys.messages import COVER_KEY
+
+        if not isinstance(self.attachment, dict):
+            return
+        attachment = {k: v for k, v in self.attachment.items() if k != COVER_KEY}
+        if self.kind == self.Kind.MINIPROGRAM:
+            attachment.pop("pic_media_id", None)
+            if self.cover_sha:
+                attachment[COVER_KEY] = self.cover_sha
+        self.attachment = attachment
 
     def save(self, *args, **kwargs):
         # A template referencing an unknown field is refused at save time, from the admin and from code.

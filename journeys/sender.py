@@ -6,6 +6,11 @@ QUEUED (task created, staff must confirm), PENDING again with ``next_attempt_at`
 FAILED (permanent error, with the reason) or UNKNOWN (timeout after the request left: never re-sent
 automatically; ``outbound_resend`` is the admin's button). The staff member is then reminded by app message.
 ``mass_tasks_poll`` reads task and per-recipient results back onto the rows.
+
+A mini-program card's cover goes as WeCom temporary media, uploaded right before ``add_msg_template`` unless the
+template's cached media id has more than an hour left (journeys/covers.py); a failed upload is handled like a failed
+send (transient: retried later; permanent or no cover at all: the rows fail with the reason), and a 40007 answer
+(WeCom forgot the cover early) clears the cache and retries the batch later.
 """
 
 import logging
@@ -14,14 +19,22 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
+from django.utils.translation import gettext
 
 from contacts.models import Staff
-from journeys import fastpath
+from journeys import covers, fastpath
 from journeys.models import OUTBOUND_TRANSITIONS, Channel, ContactQuota, MassSendTask, OutboundMessage
 from scrm.clock import from_timestamp, now
+from scrm.media import INVALID_MEDIA_ID
 from wecom import gateway
 from wecom.contracts import MessageContent
-from wecom.errors import WeComError, WeComRateLimited, WeComTransientError, WeComUnknownOutcome
+from wecom.errors import (
+    WeComAuthError,
+    WeComError,
+    WeComRateLimited,
+    WeComTransientError,
+    WeComUnknownOutcome,
+)
 
 logger = logging.getLogger(__name__)
 S = OutboundMessage.Status
@@ -95,6 +108,24 @@ def _deliver(task: MassSendTask, rows: list[dict], at: datetime) -> bool:
     content = rows[0]["content"]
     message = MessageContent(text=content.get("text", ""), attachments=tuple(content.get("attachments") or ()))
     batch = OutboundMessage.objects.filter(task=task)
+    covers_used: list[int] = []
+    if task.channel != Channel.STAFF_REMINDER:
+        try:
+            attachments, covers_used = covers.wecom_attachments(message.attachments, row_id=rows[0]["id"])
+        except covers.CoverMissing as exc:
+            _fail(task, batch, str(exc))
+            logger.warning("mass task failed: mini-program without a cover task_id=%s", task.pk)
+            return True
+        except (WeComTransientError, WeComUnknownOutcome) as exc:  # nothing was sent: uploading again is harmless
+            _retry_later(task, batch, exc, at)
+            return False
+        except WeComError as exc:
+            _fail(task, batch, str(exc) if isinstance(exc, WeComAuthError) else gettext(
+                "WeCom refused the mini-program's cover image (errcode %(code)s: %(message)s): upload another one "
+                "with its message template, then resend these messages") % {"code": exc.code, "message": exc.message})
+            logger.warning("mass task failed: cover upload refused task_id=%s errcode=%s", task.pk, exc.code)
+            return True
+        message = MessageContent(text=message.text, attachments=attachments)
     try:
         if task.channel == Channel.STAFF_REMINDER:
             names = list(Contact.objects.filter(pk__in=[r["contact_id"] for r in rows]).values_list("name", flat=True))
@@ -127,8 +158,11 @@ def _deliver(task: MassSendTask, rows: list[dict], at: datetime) -> bool:
         _retry_later(task, batch, exc, at)
         return False
     except WeComError as exc:
-        _set_status(batch.filter(status=S.SENDING), S.FAILED, last_error=str(exc)[:255], next_attempt_at=None)
-        MassSendTask.objects.filter(pk=task.pk).update(status=MassSendTask.Status.FAILED, last_error=str(exc))
+        if exc.code == INVALID_MEDIA_ID and covers_used:  # WeCom forgot a cover early: upload afresh next time
+            covers.covers_forget(covers_used)
+            _retry_later(task, batch, exc, at)
+            return False
+        _fail(task, batch, str(exc))
         logger.warning("mass task failed task_id=%s errcode=%s", task.pk, exc.code)
         return True  # the rows are settled; the next chunk may go on
     rejected = set(result.fail_list)
@@ -144,6 +178,12 @@ def _deliver(task: MassSendTask, rows: list[dict], at: datetime) -> bool:
                                                        next_poll_at=at + POLL_EVERY)
     _remind(task, staff.userid, len(rows) - len(rejected))
     return True
+
+
+def _fail(task: MassSendTask, batch, reason: str) -> None:
+    """A permanent failure: the batch's rows are settled as FAILED with the reason (never retried on their own)."""
+    _set_status(batch.filter(status=S.SENDING), S.FAILED, last_error=reason[:255], next_attempt_at=None)
+    MassSendTask.objects.filter(pk=task.pk).update(status=MassSendTask.Status.FAILED, last_error=reason)
 
 
 def _orphans_fail(task: MassSendTask, ids: list[int], reason: str, *, whole_task: bool) -> None:

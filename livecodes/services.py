@@ -38,6 +38,7 @@ from livecodes.models import (
 )
 from scrm.clock import now
 from scrm.errors import ApplicationError
+from scrm.media import INVALID_MEDIA_ID, MissingImage, cached_media_id, media_forget
 from wecom import gateway
 from wecom.contracts import MessageContent
 from wecom.errors import WeComError
@@ -694,8 +695,8 @@ def welcome_send(*, conversion_id: int, welcome_code: str) -> str:
         Conversion.objects.filter(pk=conversion_id).update(welcome=Conversion.Welcome.FAILED,
                                                            welcome_error=f"{exc.code}: {exc.message}"[:255])
         if exc.code == INVALID_MEDIA_ID and (media_ids or cards):  # WeCom forgot our media early: upload afresh
-            WelcomeImage.objects.filter(code=code).update(media_id="", media_expires_at=None)
-            WelcomeMiniProgram.objects.filter(code=code).update(media_id="", media_expires_at=None)
+            media_forget(WelcomeImage.objects.filter(code=code))
+            media_forget(WelcomeMiniProgram.objects.filter(code=code))
         if failures:
             _welcome_media_failed(code, failures)
         return "failed"
@@ -711,13 +712,9 @@ def welcome_send(*, conversion_id: int, welcome_code: str) -> str:
 
 
 # --- welcome images and mini-programs ------------------------------------------------------------------------------
-WELCOME_MEDIA_TTL = timedelta(days=3)  # WeCom temporary media (API.md §6.1)
-WELCOME_MEDIA_MARGIN = timedelta(hours=1)  # re-upload when less than this is left
-INVALID_MEDIA_ID = 40007
-
-
-class MissingCover(ValueError):
-    """A mini-program without a cover image (typed in before covers were uploaded): it cannot be sent."""
+# The temporary-media cache (upload, reuse until an hour is left, forget on 40007) is shared with journeys:
+# scrm/media.py. A mini-program without a cover image (typed in before covers were uploaded): it cannot be sent.
+MissingCover = MissingImage
 
 
 def welcome_image_add(*, code: LiveCode, content: bytes, name: str = "") -> WelcomeImage:
@@ -788,18 +785,8 @@ def welcome_media_id(*, image: WelcomeImage | WelcomeMiniProgram) -> str:
     """The WeCom media id of a welcome image or of a mini-program's cover: the cached one while more than an hour
     of it is left, else a fresh upload (valid 3 days from now). Raises ``WeComError`` when WeCom refuses the
     upload, ``MissingCover`` for a mini-program that has no cover."""
-    started = now()
-    if image.media_id and image.media_expires_at and image.media_expires_at - started > WELCOME_MEDIA_MARGIN:
-        return image.media_id
-    if not image.image:
-        raise MissingCover(f"mini-program {image.pk} has no cover image")
-    extension = "png" if image.image_type == "image/png" else "jpg"
     prefix = "cover" if isinstance(image, WelcomeMiniProgram) else "welcome"
-    media_id = gateway.media_upload(kind="image", filename=f"{prefix}-{image.pk}.{extension}",
-                                    content=bytes(image.image))
-    image.media_id, image.media_expires_at = media_id, started + WELCOME_MEDIA_TTL
-    type(image).objects.filter(pk=image.pk).update(media_id=media_id, media_expires_at=image.media_expires_at)
-    return media_id
+    return cached_media_id(image, name=f"{prefix}-{image.pk}")
 
 
 def _media_problem(item: WelcomeImage | WelcomeMiniProgram, exc: Exception) -> str:

@@ -286,7 +286,7 @@ def test_pages(client_for, operator_user, guide_a, corp, template):
     html = op.get(reverse("web:journey_detail", args=[j.pk])).content.decode()
     assert "<meter" in html and " style=" not in html
     csv = op.get(reverse("web:journey_report_csv", args=[j.pk]))
-    assert csv["Content-Type"].startswith("text/csv") and b"position" in csv.content
+    assert csv["Content-Type"].startswith("text/csv") and b"position" in b"".join(csv.streaming_content)
     guide = client_for(guide_a)
     assert guide.get(reverse("web:journeys")).status_code == 200
     assert guide.get(reverse("web:journey_detail", args=[j.pk])).status_code == 403

@@ -17,7 +17,7 @@ from ..config import Settings, SimulatorConfig
 from ..errors import ApiError, invalid_param
 from ..multipart import UploadedFile
 from ..params import Params
-from ..state import Customer, Member, World
+from ..state import Customer, Media, Member, World
 from ..tokens import TokenStore
 
 Payload = dict[str, Any]
@@ -135,7 +135,7 @@ def _check_attachment(ctx: WireContext, msgtype: str, body: Params) -> None:
         if not body.has("media_id") and not body.has("pic_url"):
             raise invalid_param("image attachment needs media_id or pic_url")
         if body.has("media_id"):
-            require_media(ctx, body.text("media_id"))
+            require_media(ctx, body.text("media_id"), kind="image")
     elif msgtype == "link":
         for name, limit in _LINK_LIMITS:
             check_utf8_bytes(f"link.{name}", body.text(name), limit)
@@ -146,16 +146,23 @@ def _check_attachment(ctx: WireContext, msgtype: str, body: Params) -> None:
         for name in ("title", "pic_media_id", "appid", "page"):
             if not body.has(name):
                 raise invalid_param(f"miniprogram attachment needs {name}")
-        require_media(ctx, body.text("pic_media_id"))
+        require_media(ctx, body.text("pic_media_id"), kind="image")  # the card's cover
     else:
-        require_media(ctx, body.required_text("media_id"))
+        require_media(ctx, body.required_text("media_id"), kind=msgtype)
 
 
-def require_media(ctx: WireContext, media_id: str) -> None:
-    """Temporary media is valid for ``media_ttl`` (3 days) after upload."""
+def require_media(ctx: WireContext, media_id: str, *, kind: str) -> Media:
+    """A temporary media id from ``media/upload?type=<kind>``, uploaded at most ``media_ttl`` (3 days) ago; 40007
+    otherwise: unknown, expired, of another type (a voice or file upload is no image), or the id behind a permanent
+    ``media/uploadimg`` URL (that URL goes in ``pic_url``; it is not a media id)."""
     media = ctx.world.media.get(media_id)
-    if media is None or (not media.permanent and media.created_at + ctx.settings.media_ttl < ctx.now):
+    if media is None or media.permanent:
         raise ApiError(40007, f"invalid media_id: {media_id}")
+    if media.created_at + ctx.settings.media_ttl < ctx.now:
+        raise ApiError(40007, f"invalid media_id: {media_id} expired (temporary media is valid 3 days)")
+    if media.type != kind:
+        raise ApiError(40007, f"invalid media_id: {media_id} is a {media.type} upload, {kind} expected")
+    return media
 
 
 # --- cursor paging -----------------------------------------------------------------------------------------

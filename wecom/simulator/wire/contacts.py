@@ -134,7 +134,7 @@ def remark(ctx: WireContext, p: Params) -> Payload:
     mobiles = p.text_list("remark_mobiles", max_items=5)
     pic = p.text("remark_pic_mediaid")
     if pic:
-        require_media(ctx, pic)
+        require_media(ctx, pic, kind="image")
     for name, value in changes.items():
         source = "remark_company" if name == "remark_corp_name" else name
         if source in p.raw:

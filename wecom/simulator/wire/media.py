@@ -19,6 +19,7 @@ UPLOAD_LIMITS = {
     "file": (20 * MB, 40006),
 }
 UPLOADIMG_LIMIT = 2 * MB
+# WeCom takes JPG and PNG images (both media/upload?type=image and media/uploadimg), recognised by their first bytes.
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
 
@@ -51,6 +52,8 @@ def upload(ctx: WireContext, p: Params) -> Payload:
     if media_type not in UPLOAD_LIMITS:
         raise ApiError(40004, f"invalid media type: {media_type!r} (image, voice, video or file)")
     upload_file = _require_file(ctx)
+    if media_type == "image" and not upload_file.data.startswith(IMAGE_SIGNATURES):
+        raise ApiError(40005, "image media must be a JPG or PNG image")
     limit, errcode = UPLOAD_LIMITS[media_type]
     if not MIN_SIZE <= len(upload_file.data) <= limit:
         raise ApiError(errcode, f"{media_type} size must be between {MIN_SIZE} bytes and {limit // MB} MB")
