@@ -1,6 +1,7 @@
 """Broadcasts (群发): a one-off send to a segment (1:1 through each customer's staff member) or to customer
 groups, now or at a time, through the same outbox and sender as journeys, under the same caps."""
 
+import logging
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -9,12 +10,19 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from journeys import engine
-from journeys.messages import content_hash, render, template_per_customer_fields
+from journeys.messages import (
+    TemplateError,
+    content_hash,
+    render,
+    template_check,
+    template_per_customer_fields,
+)
 from journeys.models import Broadcast, Channel, OutboundMessage
 from journeys.scheduler import BatchFacts, dispatch_groups, policy_get
 from scrm.clock import now
 from scrm.errors import ApplicationError
 
+logger = logging.getLogger(__name__)
 BATCH = 5000
 
 
@@ -25,6 +33,7 @@ def broadcast_create(*, corp, name: str, template, channel: str = Channel.SINGLE
         raise ApplicationError(_("Pick at least one customer group."))
     if channel != Channel.GROUP and segment is None:
         raise ApplicationError(_("Pick a segment."))
+    _template_sendable(template)
     personal = sorted(template_per_customer_fields(template.text))
     if personal:  # one WeCom mass task carries one content: per-customer text would be one task per customer
         raise ApplicationError(_("A broadcast sends one content to everyone; this template uses per-customer "
@@ -33,6 +42,16 @@ def broadcast_create(*, corp, name: str, template, channel: str = Channel.SINGLE
     return Broadcast.objects.create(corp=corp, name=name, template=template, channel=channel, segment=segment,
                                     chat_ids=list(chat_ids or []), priority=priority, send_at=send_at,
                                     created_by=user)
+
+
+def _template_sendable(template) -> None:
+    """The template passes the checks a journey's go-live makes (fields, size, a mini-program's cover): a
+    broadcast is refused up front instead of failing row by row in the sender."""
+    try:
+        template_check(text=template.text, kind=template.kind, attachment=template.attachment)
+    except TemplateError as exc:
+        raise ApplicationError(_("The template “%(name)s” cannot be sent: %(problem)s")
+                               % {"name": template.name, "problem": exc}) from exc
 
 
 def _recipient_batches(broadcast: Broadcast):
@@ -87,6 +106,7 @@ def broadcast_send(*, broadcast: Broadcast, at: datetime | None = None, dispatch
         raise ApplicationError(_("This broadcast was already sent or cancelled."))
     policy = policy_get()
     template = broadcast.template
+    _template_sendable(template)  # it may have been edited since the broadcast was created
     content = render(text=template.text, kind=template.kind, attachment=template.attachment,
                      values={"today": timezone.localdate(at).isoformat()}).as_dict()
     digest = content_hash({**content, "channel": broadcast.channel})
@@ -149,6 +169,10 @@ def broadcasts_send_due(*, at: datetime | None = None) -> int:
         claimed = Broadcast.objects.filter(pk=broadcast.pk, status=Broadcast.Status.SCHEDULED).update(
             status=Broadcast.Status.DRAFT)  # claim: only one sweeper sends it
         if claimed:
-            broadcast_send(broadcast=broadcast, at=at)
+            try:
+                broadcast_send(broadcast=broadcast, at=at)
+            except ApplicationError as exc:  # left as a draft: the operator sees it unsent, with the reason on send
+                logger.warning("scheduled broadcast not sent broadcast_id=%s reason=%s", broadcast.pk, exc)
+                continue
             sent += 1
     return sent

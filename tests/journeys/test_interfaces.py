@@ -328,3 +328,24 @@ def test_broadcast_with_per_customer_fields_is_refused_and_nothing_is_created(co
     assert not Broadcast.objects.exists()
     dated = MessageTemplate.objects.create(name="day", text="{{ today }} 会员日")  # same for everyone: allowed
     assert broadcasts.broadcast_create(corp=corp, name="会员日", template=dated, segment=seg).pk
+
+
+def test_broadcast_of_a_mini_program_without_cover_is_refused_up_front(corp, template, make_customer):
+    from tagging.models import Segment
+
+    make_customer()
+    seg = Segment.objects.create(name="all", expression={"attr": "active_relations", "op": "gte", "value": 1})
+    card = MessageTemplate.objects.create(name="小程序", text="新品上架")
+    attachment = {"title": "新品", "appid": "wx1234567890abcdef", "page": "pages/a"}
+    # saved before covers were required (a save now refuses it): only an update can still make one
+    MessageTemplate.objects.filter(pk=card.pk).update(kind="miniprogram", attachment=attachment)
+    card.refresh_from_db()
+    with pytest.raises(ApplicationError, match="小程序"):
+        broadcasts.broadcast_create(corp=corp, name="卡片", template=card, segment=seg)
+    assert not Broadcast.objects.exists()
+    # a template edited into a coverless card after the broadcast was scheduled: not sent, left as a draft
+    b = broadcasts.broadcast_create(corp=corp, name="晚间", template=template, segment=seg)
+    Broadcast.objects.filter(pk=b.pk).update(status="scheduled", send_at=at(11))
+    MessageTemplate.objects.filter(pk=template.pk).update(kind="miniprogram", attachment=attachment)
+    assert broadcasts.broadcasts_send_due(at=at(11)) == 0
+    assert Broadcast.objects.get(pk=b.pk).status == "draft" and not OutboundMessage.objects.exists()
