@@ -16,6 +16,7 @@ class CustomerFact(models.Model):
     class LostBy(models.TextChoices):
         CUSTOMER = "customer", _("Customer deleted the staff member")
         STAFF = "staff", _("Staff member deleted the customer")
+        UNKNOWN = "unknown", _("Unknown: found missing by a WeCom sync")
 
     contact = models.OneToOneField("contacts.Contact", primary_key=True, on_delete=models.CASCADE,
                                    related_name="analytics_fact")
@@ -27,7 +28,9 @@ class CustomerFact(models.Model):
     livecode_id = models.BigIntegerField(null=True)  # the live code whose state that is
     staff_id = models.BigIntegerField(null=True)  # the staff member of the first add
     referrer_id = models.BigIntegerField(null=True)  # state "ref_<contact id>": brought by that customer
-    lost_at = models.DateTimeField(null=True)  # set when nobody's customer any more: the last deletion
+    # Set when nobody's customer any more: the last end of a relation (a deletion; or, when the full WeCom sync found
+    # a relation gone without a callback, the time of that sync, with lost_by "unknown").
+    lost_at = models.DateTimeField(null=True)
     lost_day = models.DateField(null=True)
     lost_by = models.CharField(max_length=8, choices=LostBy.choices, blank=True, default="")
     group_joined_at = models.DateTimeField(null=True)  # first group join
@@ -59,7 +62,8 @@ class CustomerFact(models.Model):
 
 
 class DailyGrowth(models.Model):
-    """Per day (corp zone) × dimension value: customers added, lost (by whom), first group joins, group churn."""
+    """Per day (corp zone) × dimension value: customers added, lost (by whom: the customer, the staff member, or
+    unknown when a full sync found the relation gone), first group joins, group churn."""
 
     day = models.DateField()
     dim = models.CharField(max_length=8)  # source | livecode | staff
@@ -67,6 +71,7 @@ class DailyGrowth(models.Model):
     added = models.PositiveIntegerField(default=0)
     lost_by_customer = models.PositiveIntegerField(default=0)
     lost_by_staff = models.PositiveIntegerField(default=0)
+    lost_by_unknown = models.PositiveIntegerField(default=0, db_default=0)
     group_joined = models.PositiveIntegerField(default=0)
     group_left = models.PositiveIntegerField(default=0)
 

@@ -6,6 +6,8 @@
   set-based from follow relations, group memberships and orders; every day/week bucket whose members may have
   changed (old and new values) is marked dirty, then each dirty bucket is recomputed from the fact table.
 - ``rollups_rebuild`` recomputes everything with the same SQL over all contacts (``analytics_rebuild``).
+- A customer is lost when no relation is active any more, at the last end of one: a deletion (by the customer or
+  the staff member), or the full sync finding the relation gone (dated by that sync, by "unknown").
 
 Recomputing (never incrementing) makes replays, duplicates and out-of-order events harmless.
 """
@@ -38,20 +40,30 @@ def _week(col: str) -> str:
 
 
 # --- per-contact facts --------------------------------------------------------------------------------------------------
+# A relation ends by a deletion (deleted_by_customer_at / deleted_by_staff_at, from the callbacks) or, when WeCom no
+# longer listed it, by the full sync (contacts.sync): then the sync time is the best end we know, and nobody knows
+# who ended it ("unknown").
+SYNC_CLOSED_SOURCE = "missing_on_sync"
+_SYNC_CLOSED = f"(NOT r.is_active AND r.delete_source = '{SYNC_CLOSED_SOURCE}')"
+
 _FACTS_SQL = f"""
 WITH ids AS ({{ids}}),
 first_rel AS (
   SELECT DISTINCT ON (r.contact_id) r.contact_id, r.added_at, r.state, r.staff_id
   FROM contacts_followrelation r JOIN ids ON ids.id = r.contact_id
   WHERE r.added_at IS NOT NULL ORDER BY r.contact_id, r.added_at, r.id),
+ended AS (
+  SELECT r.contact_id, r.is_active,
+         CASE WHEN {_SYNC_CLOSED} THEN r.status_changed_at
+              ELSE GREATEST(r.deleted_by_customer_at, r.deleted_by_staff_at) END AS ended_at,
+         CASE WHEN {_SYNC_CLOSED} THEN 'unknown'
+              WHEN r.deleted_by_customer_at IS NOT NULL AND r.deleted_by_customer_at
+                   >= COALESCE(r.deleted_by_staff_at, '-infinity') THEN 'customer' ELSE 'staff' END AS ended_by
+  FROM contacts_followrelation r JOIN ids ON ids.id = r.contact_id),
 rel AS (
-  SELECT r.contact_id, bool_or(r.is_active) AS active,
-         max(GREATEST(r.deleted_by_customer_at, r.deleted_by_staff_at)) AS lost_at,
-         (array_agg(CASE WHEN r.deleted_by_customer_at IS NOT NULL AND r.deleted_by_customer_at
-                              >= COALESCE(r.deleted_by_staff_at, '-infinity') THEN 'customer' ELSE 'staff' END
-                    ORDER BY GREATEST(r.deleted_by_customer_at, r.deleted_by_staff_at) DESC NULLS LAST))[1]
-           AS lost_by
-  FROM contacts_followrelation r JOIN ids ON ids.id = r.contact_id GROUP BY r.contact_id),
+  SELECT contact_id, bool_or(is_active) AS active, max(ended_at) AS lost_at,
+         (array_agg(ended_by ORDER BY ended_at DESC NULLS LAST))[1] AS lost_by
+  FROM ended GROUP BY contact_id),
 grp AS (
   SELECT gm.contact_id, min(gm.joined_at) AS joined_at, bool_or(gm.left_at IS NULL) AS present,
          max(gm.left_at) AS left_at
@@ -179,19 +191,22 @@ def contact_active_mark(*, contact_id: int, at: datetime) -> None:
 # --- buckets ------------------------------------------------------------------------------------------------------------
 _GROWTH_SQL = """
 WITH f AS (
-  SELECT added_day AS day, {channel} AS state, livecode_id, staff_id, 1 AS a, 0 AS lc, 0 AS ls, 0 AS gj, 0 AS gl
+  SELECT added_day AS day, {channel} AS state, livecode_id, staff_id, 1 AS a, 0 AS lc, 0 AS ls, 0 AS lu, 0 AS gj,
+         0 AS gl
     FROM analytics_customerfact WHERE added_day {days}
   UNION ALL
-  SELECT lost_day, {channel}, livecode_id, staff_id, 0, (lost_by = 'customer')::int, (lost_by = 'staff')::int, 0, 0
+  SELECT lost_day, {channel}, livecode_id, staff_id, 0, (lost_by = 'customer')::int, (lost_by = 'staff')::int,
+         (lost_by = 'unknown')::int, 0, 0
     FROM analytics_customerfact WHERE lost_day {days}
   UNION ALL
-  SELECT group_joined_day, {channel}, livecode_id, staff_id, 0, 0, 0, 1, 0
+  SELECT group_joined_day, {channel}, livecode_id, staff_id, 0, 0, 0, 0, 1, 0
     FROM analytics_customerfact WHERE group_joined_day {days}
   UNION ALL
-  SELECT group_left_day, {channel}, livecode_id, staff_id, 0, 0, 0, 0, 1
+  SELECT group_left_day, {channel}, livecode_id, staff_id, 0, 0, 0, 0, 0, 1
     FROM analytics_customerfact WHERE group_left_day {days})
-INSERT INTO analytics_dailygrowth (day, dim, key, added, lost_by_customer, lost_by_staff, group_joined, group_left)
-SELECT f.day, d.dim, d.key, sum(a), sum(lc), sum(ls), sum(gj), sum(gl)
+INSERT INTO analytics_dailygrowth (day, dim, key, added, lost_by_customer, lost_by_staff, lost_by_unknown,
+                                   group_joined, group_left)
+SELECT f.day, d.dim, d.key, sum(a), sum(lc), sum(ls), sum(lu), sum(gj), sum(gl)
 FROM f CROSS JOIN LATERAL (VALUES ('source', f.state), ('livecode', COALESCE(f.livecode_id::text, '')),
                                   ('staff', COALESCE(f.staff_id::text, ''))) d(dim, key)
 GROUP BY f.day, d.dim, d.key
@@ -285,7 +300,8 @@ def rollups_refresh(*, batch: int = FACT_BATCH) -> dict:
 
 def rollups_rebuild(*, since: date | None = None) -> dict:
     """Rebuild set-based. Without ``since``: every table from scratch. With ``since``: contacts that had an event
-    (or an order) since that day are marked dirty, their active weeks re-read, then the usual drain runs."""
+    (or an order, or a relation the full sync closed) since that day are marked dirty, their active weeks re-read,
+    then the usual drain runs."""
     started = time.monotonic()
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", [DRAIN_LOCK])
@@ -307,9 +323,11 @@ def rollups_rebuild(*, since: date | None = None) -> dict:
             cur.execute(f"INSERT INTO analytics_dirtybucket (kind, day) SELECT DISTINCT 'activity', "  # noqa: S608
                         f"{_week('occurred_at')} FROM contacts_contactevent WHERE occurred_at >= %(start)s "
                         "ON CONFLICT DO NOTHING", _params(start=start))
-            contacts_mark_dirty_sql(
+            contacts_mark_dirty_sql(  # and relations the full sync closed (no event records those)
                 "SELECT contact_id FROM contacts_contactevent WHERE contact_id IS NOT NULL AND occurred_at >= %s "
-                "UNION SELECT contact_id FROM contacts_order WHERE updated_at >= %s", [start, start])
+                "UNION SELECT contact_id FROM contacts_order WHERE updated_at >= %s "
+                "UNION SELECT contact_id FROM contacts_followrelation WHERE delete_source = %s "
+                "AND status_changed_at >= %s", [start, start, SYNC_CLOSED_SOURCE, start])
     if since is not None:
         rollups_refresh()
     rfm_snapshot_refresh()

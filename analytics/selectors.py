@@ -6,9 +6,10 @@ contacts as the number it explains):
 - **added** on day D: customers whose first add (earliest FollowRelation.added_at) falls on D (corp zone).
   Source / live code / staff of a customer are those of that first add (``state``, the LiveCode with that
   state, the staff member).
-- **lost** on day D: customers who are no longer anybody's customer (no active relation), by the day of their
-  last deletion; ``lost_by`` says who deleted (the customer or the staff member). A customer who came back is
-  not lost.
+- **lost** on day D: customers who are no longer anybody's customer (no active relation), by the day their last
+  relation ended; ``lost_by`` says who ended it: the customer or the staff member (a deletion), or "unknown" when
+  the full WeCom sync found the relation gone (no callback said who deleted whom; dated by that sync). A customer
+  who came back is not lost.
 - **group joined** on day D: customers whose first group join was on D; **group left**: customers in no group
   now, by the day they left their last one.
 - **funnel** (customers added in the period): joined a group / first order / repeat order at any time.
@@ -55,6 +56,7 @@ FUNNEL_BY = (None, "channel", "livecode")
 LTV_BY = ("channel", "livecode")
 CAMPAIGN_DAYS = (1, 7, 30)
 LTV_DAYS = (30, 90, 365)
+LOST_BY = ("lost_by_customer", "lost_by_staff", "lost_by_unknown")  # CustomerFact.lost_by: customer, staff, unknown
 
 
 def today() -> date:
@@ -108,6 +110,7 @@ class Period:
 # "campaign" (campaign, days), "ltv" (period + days).
 DRILL_METRICS: dict[str, str] = {
     "added": "period", "lost": "period", "lost_by_customer": "period", "lost_by_staff": "period",
+    "lost_by_unknown": "period",
     "group_joined": "period", "group_left": "period",
     "funnel_joined_group": "period", "funnel_first_order": "period", "funnel_repeat_order": "period",
     "retained_30": "period", "ltv_customers": "ltv",
@@ -232,14 +235,15 @@ class GrowthReport:
     added: list[int]
     lost_by_customer: list[int]
     lost_by_staff: list[int]
+    lost_by_unknown: list[int]  # relations the full sync found gone: nobody knows who deleted whom
     net: list[int]
     group_joined: list[int]
     group_left: list[int]
-    totals: dict[str, int]  # added, lost_by_customer, lost_by_staff, net, group_joined, group_left
+    totals: dict[str, int]  # added, lost_by_customer, lost_by_staff, lost_by_unknown, net, group_joined, group_left
     is_empty: bool
 
     def spec_for(self, metric: str, day: date | None = None, key: str | None = None) -> DrilldownSpec:
-        """The customers behind ``metric`` (added, lost_by_customer, lost_by_staff, group_joined, group_left) on
+        """The customers behind ``metric`` (added, lost_by_customer / _staff / _unknown, group_joined, group_left) on
         ``day`` (or over the whole period) for dimension value ``key`` (a series key; None = all)."""
         start, end = (day, day) if day else (self.period.start, self.period.end)
         if key is None:
@@ -250,11 +254,12 @@ class GrowthReport:
         return DrilldownSpec(metric=metric, start=start, end=end, dim=self.by, key=key)
 
     def csv_rows(self) -> Iterable[list]:
-        yield ["day", "added", "lost_by_customer", "lost_by_staff", "net", "group_joined", "group_left",
-               *[f"added:{s.label}" for s in self.series]]
+        yield ["day", "added", "lost_by_customer", "lost_by_staff", "lost_by_unknown", "net", "group_joined",
+               "group_left", *[f"added:{s.label}" for s in self.series]]
         for i, day in enumerate(self.days):
-            yield [day.isoformat(), self.added[i], self.lost_by_customer[i], self.lost_by_staff[i], self.net[i],
-                   self.group_joined[i], self.group_left[i], *[s.values[i] for s in self.series]]
+            yield [day.isoformat(), self.added[i], self.lost_by_customer[i], self.lost_by_staff[i],
+                   self.lost_by_unknown[i], self.net[i], self.group_joined[i], self.group_left[i],
+                   *[s.values[i] for s in self.series]]
 
 
 OTHER = "__other__"
@@ -522,13 +527,14 @@ def growth_report(*, user: User, period: Period, by: str = "source") -> GrowthRe
     days = period.days
     index = {d: i for i, d in enumerate(days)}
     n = len(days)
-    sums = {name: [0] * n for name in ("added", "lost_by_customer", "lost_by_staff", "group_joined", "group_left")}
+    sums = {name: [0] * n for name in ("added", *LOST_BY, "group_joined", "group_left")}
     per_key: dict[str, list[int]] = {}
     rows = DailyGrowth.objects.filter(day__range=(period.start, period.end), dim=by).values_list(
-        "day", "key", "added", "lost_by_customer", "lost_by_staff", "group_joined", "group_left")
-    for day, key, added, lc, ls, gj, gl in rows:
+        "day", "key", *sums)
+    for day, key, *values in rows:
         i = index[day]
-        for name, value in zip(sums, (added, lc, ls, gj, gl), strict=True):
+        added = values[0]
+        for name, value in zip(sums, values, strict=True):
             sums[name][i] += value
         if added:
             per_key.setdefault(key, [0] * n)[i] += added
@@ -539,7 +545,7 @@ def growth_report(*, user: User, period: Period, by: str = "source") -> GrowthRe
     if rest:
         series.append(Series(key=OTHER, label=labels[OTHER],
                              values=[sum(per_key[k][i] for k in rest) for i in range(n)]))
-    net = [sums["added"][i] - sums["lost_by_customer"][i] - sums["lost_by_staff"][i] for i in range(n)]
+    net = [sums["added"][i] - sum(sums[lost][i] for lost in LOST_BY) for i in range(n)]
     totals = {name: sum(values) for name, values in sums.items()}
     totals["net"] = sum(net)
     report = GrowthReport(period=period, by=by, days=days, series=series, net=net, totals=totals,
@@ -731,7 +737,7 @@ def staff_report(*, user: User, period: Period) -> StaffReport:
         n_kept=Sum("retained_30", filter=Q(day__lte=cutoff))).order_by()}
     lost = {int(k or 0): n for k, n in DailyGrowth.objects.filter(
         day__range=(period.start, period.end), dim="staff").values_list("key").annotate(
-        n=Sum(F("lost_by_customer") + F("lost_by_staff"))).order_by()}
+        n=Sum(F("lost_by_customer") + F("lost_by_staff") + F("lost_by_unknown"))).order_by()}
     sop = {r["staff_id"]: r for r in staff_sop_rates(since=period.bounds()[0])}
     ids = (set(cohort) | {k for k, n in lost.items() if n} | set(sop)) - {0}
     names = {s.pk: s.name or s.userid for s in Staff.objects.filter(pk__in=ids)}
@@ -797,7 +803,7 @@ def drilldown_contacts(*, user: User, spec: DrilldownSpec) -> QuerySet[Contact]:
         if metric == "ltv_customers":
             q &= Q(analytics_fact__added_day__lte=_ltv_cutoff(spec.days))
         qs = qs.filter(q & _dim_q(spec))
-    elif metric in ("lost", "lost_by_customer", "lost_by_staff"):
+    elif metric == "lost" or metric in LOST_BY:
         q = Q(analytics_fact__lost_day__range=in_period)
         if metric != "lost":
             q &= Q(analytics_fact__lost_by=metric.removeprefix("lost_by_"))

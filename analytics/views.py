@@ -130,6 +130,7 @@ GROWTH_METRICS = [
     ("added", gettext_lazy("New customers")),
     ("lost_by_customer", gettext_lazy("Lost: deleted the staff member")),
     ("lost_by_staff", gettext_lazy("Lost: deleted by staff")),
+    ("lost_by_unknown", gettext_lazy("Lost: found missing by sync")),
     ("net", gettext_lazy("Net growth")),
     ("group_joined", gettext_lazy("Joined a group")),
     ("group_left", gettext_lazy("Left all groups")),
@@ -180,7 +181,8 @@ def growth_present(report, form) -> dict:
     context["chart_net"] = {
         "type": "line", "labels": days,
         "datasets": [daily("added", "#16a34a"), daily("lost_by_customer", "#dc2626"),
-                     daily("lost_by_staff", "#d97706"), daily("net", "#2563eb")],
+                     daily("lost_by_staff", "#d97706"), daily("lost_by_unknown", "#6b7280"),
+                     daily("net", "#2563eb")],
     }
     has_groups = report.totals.get("group_joined") or report.totals.get("group_left")
     context["chart_groups"] = {  # without joins or leaves: a sentence, not empty axes
@@ -440,6 +442,7 @@ DRILL_TITLES = {
     "added": gettext_lazy("New customers"), "lost": gettext_lazy("Customers lost"),
     "lost_by_customer": gettext_lazy("Customers lost: deleted the staff member"),
     "lost_by_staff": gettext_lazy("Customers lost: deleted by staff"),
+    "lost_by_unknown": gettext_lazy("Customers lost: found missing by a WeCom sync (who deleted whom is unknown)"),
     "group_joined": gettext_lazy("Customers who joined a group"),
     "group_left": gettext_lazy("Customers who left all groups"),
     "funnel_joined_group": gettext_lazy("New customers who joined a group"),

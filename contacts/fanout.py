@@ -36,12 +36,25 @@ def orders_written(*, contact_ids: list[int] | None = None, contact_ids_sql: str
     contacts_facts_changed(contact_ids=contact_ids, contact_ids_sql=contact_ids_sql, params=params)
 
 
+# Contacts per live-code refresh: each batch costs, after the commit, one SELECT of their external_userids and one
+# pipelined round trip of Redis EXISTS (plus a re-read only for the few identified on a landing page).
+KNOWN_REFRESH_BATCH = 1000
+
+
 def relations_written(*, contact_ids: list[int]) -> None:
     """Follow relations or group memberships of these contacts changed without an event of their own (the full sync,
-    a group re-read from WeCom, a dismissed group); called inside the writing transaction."""
+    a group re-read from WeCom, a dismissed group); called inside the writing transaction.
+
+    Analytics marks them dirty; live codes rewrite, once the transaction commits, what they keep in Redis for those
+    of them identified on a landing page (so a customer a re-read or the sync took out of a pool group, or whose
+    staff relation it closed, is no longer told "you are already in …")."""
     from analytics.events import contacts_facts_changed
+    from livecodes.services import known_refresh_on_commit
 
     contacts_facts_changed(contact_ids=contact_ids)
+    ids = sorted({c for c in contact_ids if c})
+    for start in range(0, len(ids), KNOWN_REFRESH_BATCH):
+        known_refresh_on_commit(contact_ids=ids[start : start + KNOWN_REFRESH_BATCH])
 
 
 def time_zones_changed(*, contact_ids: list[int], at=None) -> int:

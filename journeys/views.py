@@ -1,7 +1,5 @@
 """Operator pages: 旅程 (journeys: list and report) and 群发 (broadcasts: list, create, preview, send)."""
 
-import csv
-
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -11,6 +9,7 @@ from journeys import broadcasts, selectors
 from journeys.forms import BroadcastForm
 from journeys.models import Broadcast, Journey, MassSendTask
 from scrm.access import logged_in, operators_only
+from scrm.csvexport import csv_response
 from scrm.errors import ApplicationError
 
 
@@ -45,17 +44,12 @@ def journey_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def journey_report_csv(request: HttpRequest, pk: int) -> HttpResponse:
     journey = get_object_or_404(Journey, pk=pk)
     report = selectors.journey_report(journey=journey)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="journey-{journey.pk}-report.csv"'
-    response.write("\ufeff")
-    writer = csv.writer(response)
-    writer.writerow(["position", "kind", "label", "channel", "messages", "reached", "tasks_created",
-                     "staff_confirmation_rate", "median_confirm_delay_s", "runs"])
-    for s in report["steps"]:
-        writer.writerow([s["position"], s["kind"], s["label"], s["channel"], s["messages"], s["reached"],
-                         s["tasks_created"], s["staff_confirmation_rate"], s["median_confirm_delay_s"],
-                         "; ".join(f"{k}={v}" for k, v in sorted(s["runs"].items()))])
-    return response
+    header = ["position", "kind", "label", "channel", "messages", "reached", "tasks_created",
+              "staff_confirmation_rate", "median_confirm_delay_s", "runs"]
+    rows = [[s["position"], s["kind"], s["label"], s["channel"], s["messages"], s["reached"], s["tasks_created"],
+             s["staff_confirmation_rate"], s["median_confirm_delay_s"],
+             "; ".join(f"{k}={v}" for k, v in sorted(s["runs"].items()))] for s in report["steps"]]
+    return csv_response([header, *rows], filename=f"journey-{journey.pk}-report.csv")
 
 
 @logged_in

@@ -1,6 +1,5 @@
 """Live-code pages: the public landing page (hot path) and the operator pages. Views parse and call services."""
 
-import csv
 import hashlib
 from functools import lru_cache
 from urllib.parse import quote
@@ -30,6 +29,7 @@ from livecodes.forms import (
 )
 from livecodes.models import LiveCode, LiveCodeTarget, WelcomeImage, WelcomeMiniProgram
 from scrm.access import logged_in, operators_only, public
+from scrm.csvexport import csv_response
 from scrm.errors import ApplicationError
 from web.charts import level
 
@@ -454,14 +454,9 @@ def code_stats(request: HttpRequest, pk: int) -> HttpResponse:
     days = 90 if request.GET.get("days") == "90" else 30
     rows = selectors.stats_by_day(code=code, days=days)
     if request.GET.get("format") == "csv":
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="livecode-{code.slug}-stats.csv"'
-        response.write("\ufeff")
-        writer = csv.writer(response)
-        writer.writerow(["day", "scans", "unique_visitors", "adds", "joins", "lost_within_1d", "lost_within_7d"])
-        for r in rows:
-            writer.writerow([r.day.isoformat(), r.scans, r.visitors, r.adds, r.joins, r.lost_1d, r.lost_7d])
-        return response
+        header = ["day", "scans", "unique_visitors", "adds", "joins", "lost_within_1d", "lost_within_7d"]
+        lines = [[r.day.isoformat(), r.scans, r.visitors, r.adds, r.joins, r.lost_1d, r.lost_7d] for r in rows]
+        return csv_response([header, *lines], filename=f"livecode-{code.slug}-stats.csv")
     peak = max((max(r.scans, r.adds + r.joins) for r in rows), default=0)
     bars = [(r, level(r.scans, peak), level(r.adds + r.joins, peak)) for r in rows]
     totals = {k: sum(getattr(r, k) for r in rows) for k in ("scans", "adds", "joins", "lost_1d", "lost_7d")}

@@ -137,8 +137,8 @@ def test_growth_by_source_and_staff(world, operator_user):
     assert len(report.days) == 14
     assert report.added[day[date(2025, 1, 6)]] == 3  # c1, c2, c5 (c5's second add on 01-10 is not a new customer)
     assert report.added[day[date(2025, 1, 8)]] == 1 and report.added[day[date(2025, 1, 15)]] == 1
-    assert report.totals == {"added": 5, "lost_by_customer": 1, "lost_by_staff": 1, "group_joined": 1,
-                             "group_left": 1, "net": 3}  # c5 deleted A but is still B's customer: not lost
+    assert report.totals == {"added": 5, "lost_by_customer": 1, "lost_by_staff": 1, "lost_by_unknown": 0,
+                             "group_joined": 1, "group_left": 1, "net": 3}  # c5 deleted A but is still B's customer: not lost
     assert report.lost_by_staff[day[date(2025, 1, 9)]] == 1 and report.lost_by_customer[day[date(2025, 1, 14)]] == 1
     assert report.net[day[date(2025, 1, 9)]] == -1
     by_key = {x.key: sum(x.values) for x in report.series}

@@ -106,7 +106,8 @@ def test_stats_page_and_csv(logged, code):
         hotpath.scan(slug=code.slug, cookie=None)
     services.scans_flush()
     assert logged.get(reverse("livecodes:stats", args=[code.pk])).status_code == 200
-    csv = logged.get(reverse("livecodes:stats", args=[code.pk]) + "?format=csv").content.decode("utf-8-sig")
+    response = logged.get(reverse("livecodes:stats", args=[code.pk]) + "?format=csv")
+    csv = b"".join(response.streaming_content).decode("utf-8-sig")
     lines = csv.strip().splitlines()
     assert lines[0].startswith("day,scans,unique_visitors,adds,joins")
     assert lines[-1].split(",")[1:3] == ["3", "3"]
