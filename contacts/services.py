@@ -153,6 +153,9 @@ class RelationChange:
     applied: bool  # False when a newer change had already been applied (stale, out-of-order event)
 
 
+MISSING_ON_SYNC = "missing_on_sync"  # FollowRelation.delete_source of a relation the full sync no longer found
+
+
 def relation_added(*, corp: Corp, staff: Staff, contact: Contact, at: datetime,
                    follow: FollowInfo | None = None) -> RelationChange:
     """The contact became (again) a customer of the staff member at ``at``."""
@@ -163,7 +166,11 @@ def relation_added(*, corp: Corp, staff: Staff, contact: Contact, at: datetime,
         if follow is not None:
             for key, value in _follow_fields(follow).items():
                 setattr(relation, key, value)
-        applied = relation.status_changed_at is None or at >= relation.status_changed_at
+        # A relation the full sync closed only because WeCom did not list it then ("missing_on_sync": inferred, the
+        # weakest evidence there is) comes back whenever WeCom shows it again, even with its original, older add
+        # time; an older add never undoes a deletion WeCom reported.
+        relisted = not relation.is_active and relation.delete_source == MISSING_ON_SYNC
+        applied = relisted or relation.status_changed_at is None or at >= relation.status_changed_at
         if applied:
             relation.is_active = True
             relation.added_at = at

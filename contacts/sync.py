@@ -92,7 +92,7 @@ def _sync_customers(corp: Corp, staff_by_userid: dict, report: SyncReport, progr
         closed = [cid for _, cid in stale]
         with transaction.atomic():
             FollowRelation.objects.filter(pk__in=[pk for pk, _ in stale]).update(
-                is_active=False, delete_source="missing_on_sync", status_changed_at=now()
+                is_active=False, delete_source=services.MISSING_ON_SYNC, status_changed_at=now()
             )
             services.contacts_recount_relations(contact_ids=closed)
             fanout.relations_written(contact_ids=closed)

@@ -50,6 +50,7 @@ QUIT_SCENES = {
 # del_external_contact Source
 DELETE_SOURCES = {
     "DELETE_BY_TRANSFER": _("Removed by a customer transfer"),
+    "missing_on_sync": _("No longer listed by WeCom (found by a full sync)"),
 }
 
 # change_external_chat UpdateDetail (a group_changed event's data)

@@ -61,6 +61,31 @@ def test_sync_twice_changes_nothing_and_closes_relations_wecom_no_longer_has(fak
 
 
 @pytest.mark.django_db
+def test_a_relation_the_sync_closed_comes_back_when_wecom_lists_it_again(fake_wecom, corp):
+    """The closure was inferred from absence: WeCom listing the relation again, with its original (older) add
+    time, reopens it. A deletion WeCom reported is not undone by an older add."""
+    world(fake_wecom, n=3)
+    corp_sync_from_wecom(corp_id=CORP)
+    missing = fake_wecom.contacts.pop("wm0001")
+    corp_sync_from_wecom(corp_id=CORP)
+    relation = FollowRelation.objects.get(contact__external_userid="wm0001")
+    assert not relation.is_active and relation.delete_source == "missing_on_sync"
+    fake_wecom.contacts["wm0001"] = missing  # listed again, created 1718000001 as before
+    corp_sync_from_wecom(corp_id=CORP)
+    relation.refresh_from_db()
+    assert relation.is_active and relation.delete_source == ""
+    assert relation.added_at == from_timestamp(1718000001)
+    assert Contact.objects.get(external_userid="wm0001").active_relations == 1
+
+    later = timezone.now()
+    services.relation_deleted(corp=relation.contact.corp, staff=relation.staff, contact=relation.contact, at=later,
+                              by_customer=True)
+    corp_sync_from_wecom(corp_id=CORP)  # WeCom's list still has the old add: the reported deletion stands
+    relation.refresh_from_db()
+    assert not relation.is_active and relation.deleted_by_customer_at == later
+
+
+@pytest.mark.django_db
 def test_sync_with_bad_credentials_raises_clearly(fake_wecom):
     fake_wecom.fail_next("get_follow_user_list", WeComAuthError(40001, "invalid secret"))
     with pytest.raises(WeComAuthError):
