@@ -1062,8 +1062,10 @@ def known_refresh_on_commit(*, contact_ids: Sequence[int | None] = (), chat_id: 
         ids += GroupMember.objects.filter(chat_id=chat_id, contact_id__isnull=False).values_list("contact_id",
                                                                                                  flat=True)
     if ids:
+        # robust: the change itself is committed; a Redis error here is logged and leaves the copy stale (cookies
+        # keep what they had) instead of failing the callback or stopping a full sync halfway
         transaction.on_commit(lambda: known_refresh(external_userids=list(
-            Contact.objects.filter(pk__in=ids).values_list("external_userid", flat=True))))
+            Contact.objects.filter(pk__in=ids).values_list("external_userid", flat=True))), robust=True)
 
 
 def landing_identify_oa(*, code: str) -> LandingIdentity:

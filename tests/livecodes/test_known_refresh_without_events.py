@@ -157,3 +157,22 @@ def test_nothing_is_refreshed_before_the_transaction_commits(corp, pool, oauth, 
     for run in pending:
         run()
     assert hotpath._known_now(hotpath.contact_key(EXT)) == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redis_failure_in_the_refresh_does_not_undo_or_break_the_write(corp, monkeypatch, caplog):
+    """The refresh runs after the commit; when Redis fails there, the write stands and the caller goes on."""
+    import redis
+    from django.db import transaction
+
+    contact = ContactFactory(corp=corp)
+
+    def down(**kwargs):
+        raise redis.ConnectionError("redis is down")
+
+    monkeypatch.setattr(services, "known_refresh", down)
+    with transaction.atomic():
+        Contact.objects.filter(pk=contact.pk).update(name="改过")
+        services.known_refresh_on_commit(contact_ids=[contact.pk])
+    assert Contact.objects.get(pk=contact.pk).name == "改过"
+    assert "redis is down" in caplog.text
