@@ -88,19 +88,16 @@ def claim(*, at: datetime, limit: int, floor: datetime | None) -> list[tuple[int
     ``<= at``: the planner's statistics lag behind the rows that just came due, and with a constant it would
     estimate "almost none" and scan the enrollment table instead of walking the due index in order. For the same
     reason the claim statement runs with every plan but that walk switched off (``WALK_DUE_INDEX``): whatever the
-    statistics say, the due index is read in order and each enrollment fetched by its key. Returns what the batch holds: (journey id,
-    position, rows, latest next_run_at) per journey and position. Call inside the batch's transaction."""
-    above = "AND d.next_run_at >= %s " if floor else ""
+    statistics say, the due index is read in order and each enrollment fetched by its key. Returns what the batch
+    holds: (journey id, position, rows, latest next_run_at) per journey and position. Call inside the batch's
+    transaction."""
     with connection.cursor() as cur:
         cur.execute("SET LOCAL jit = off")  # batch queries cross the JIT threshold; compiling costs more here
         cur.execute(_CLAIM_TABLE)
         cur.execute("DELETE FROM sweep_claimed")  # empty after a commit; not when the sweep runs in an outer atomic
         cur.execute(WALK_DUE_INDEX)
         cur.execute(
-            f"WITH c AS (SELECT e.ctid, {', '.join('e.' + c for c in CLAIM_COLS)} "  # noqa: S608 - fixed text
-            "FROM journeys_enrollmentdue d JOIN journeys_enrollment e ON e.id = d.enrollment_id "
-            f"WHERE d.next_run_at <= %s {above}AND e.status = 'active' AND e.next_run_at <= d.next_run_at "
-            "ORDER BY d.next_run_at LIMIT %s FOR UPDATE OF e SKIP LOCKED), "
+            f"WITH c AS ({claim_sql(['e.ctid', *('e.' + c for c in CLAIM_COLS)], floor=bool(floor))}), "  # noqa: S608
             f"ins AS (INSERT INTO sweep_claimed (tid, {', '.join(CLAIM_COLS)}) SELECT * FROM c "
             "RETURNING journey_id, position, next_run_at) "
             "SELECT journey_id, position, count(*), max(next_run_at) FROM ins GROUP BY journey_id, position",
@@ -108,6 +105,16 @@ def claim(*, at: datetime, limit: int, floor: datetime | None) -> list[tuple[int
         found = cur.fetchall()
         cur.execute(PLAN_FREELY)
         return found
+
+
+def claim_sql(columns: list[str], *, floor: bool = False) -> str:
+    """The claim query (parameters: ``at``, then ``floor`` when asked for, then the limit), selecting ``columns``
+    of the enrollment ``e`` (and the due row ``d``). Run it under ``WALK_DUE_INDEX``."""
+    above = "AND d.next_run_at >= %s " if floor else ""
+    return (f"SELECT {', '.join(columns)} FROM journeys_enrollmentdue d "  # noqa: S608 - fixed text
+            "JOIN journeys_enrollment e ON e.id = d.enrollment_id "
+            f"WHERE d.next_run_at <= %s {above}AND e.status = 'active' AND e.next_run_at <= d.next_run_at "
+            "ORDER BY d.next_run_at LIMIT %s FOR UPDATE OF e SKIP LOCKED")
 
 
 # The claim's only sensible plan, made the only one the planner may pick (for this statement; PLAN_FREELY after it).

@@ -160,9 +160,7 @@ def _batch_run(held: list[tuple], claimed: int, *, at: datetime, policy: engine.
     return groups
 
 
-CLAIM_IDS = ("SELECT e.id FROM journeys_enrollmentdue d JOIN journeys_enrollment e ON e.id = d.enrollment_id "
-             "WHERE d.next_run_at <= %s AND e.status = 'active' AND e.next_run_at <= d.next_run_at "
-             "ORDER BY d.next_run_at LIMIT %s FOR UPDATE OF e SKIP LOCKED")
+CLAIM_IDS = fastpath.claim_sql(["e.id"])
 
 
 def enrollments_claim(*, at: datetime, limit: int) -> list[int]:
