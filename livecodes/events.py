@@ -20,5 +20,5 @@ def contact_event_handle(*, event: ContactEvent, context: dict) -> None:
                   ContactEvent.Kind.LEFT_GROUP):
         services.loss_record(event=event)
         services.known_refresh_on_commit(contact_ids=[event.contact_id])
-    elif kind == ContactEvent.Kind.GROUP_DISMISSED and event.chat_id:
-        services.known_refresh_on_commit(chat_id=event.chat_id)
+    # A dismissed group: contacts.services.group_chat_dismissed refreshes its members (contacts.fanout
+    # .relations_written) before the event is recorded.

@@ -19,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from contacts.models import Contact, ContactEvent, Corp, GroupChat, GroupMember, Staff
+from contacts.models import Contact, ContactEvent, Corp, GroupChat, Staff
 from livecodes import hotpath, routing
 from livecodes.models import (
     IMAGE_QR_DEFAULT_CAP,
@@ -1054,13 +1054,9 @@ def known_refresh(*, external_userids: Sequence[str]) -> int:
     return hotpath.known_update(updates=updates, at_ms=int(now().timestamp() * 1000))
 
 
-def known_refresh_on_commit(*, contact_ids: Sequence[int | None] = (), chat_id: int | None = None) -> None:
-    """A group or staff change of these contacts (or of everyone now in the dismissed ``GroupChat`` ``chat_id``)
-    is being recorded: once it commits, ``known_refresh`` them."""
+def known_refresh_on_commit(*, contact_ids: Sequence[int | None] = ()) -> None:
+    """A group or staff change of these contacts is being recorded: once it commits, ``known_refresh`` them."""
     ids = [c for c in contact_ids if c]
-    if chat_id:
-        ids += GroupMember.objects.filter(chat_id=chat_id, contact_id__isnull=False).values_list("contact_id",
-                                                                                                 flat=True)
     if ids:
         # robust: the change itself is committed; a Redis error here is logged and leaves the copy stale (cookies
         # keep what they had) instead of failing the callback or stopping a full sync halfway
