@@ -2,7 +2,7 @@
 
 WeCom's ``add_msg_template`` takes a mini-program card only with ``pic_media_id``, a temporary media id (API.md §6.1,
 valid 3 days). The operator uploads the cover with the template (``template_cover_set``: PNG or JPEG, byte size and
-pixels checked before decoding, as for live-code welcome images); the rendered content names it by its SHA-256
+pixels checked before decoding by ``scrm.media.image_check``, as for live-code welcome images); the rendered content names it by its SHA-256
 (``cover_sha``). Right before a task is created, the sender turns that into the ``pic_media_id`` of the cover
 (``wecom_attachments``), through the cache shared with live codes (scrm/media.py): uploaded now unless the template's
 cached media id has more than an hour left. When WeCom answers 40007 anyway, ``covers_forget`` clears the cache.
@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 
 from journeys.messages import COVER_KEY
 from journeys.models import MessageTemplate, OutboundMessage
-from scrm.media import ImageFields, MissingImage, cached_media_id, media_forget
+from scrm.media import ImageFields, MissingImage, cached_media_id, image_check, media_forget
 
 COVER_FIELDS = ImageFields(image="cover", image_type="cover_type", image_sha="cover_sha",
                            media_id="cover_media_id", expires_at="cover_media_expires_at")
@@ -33,8 +33,6 @@ class CoverMissing(Exception):
 def template_cover_set(*, template: MessageTemplate, content: bytes, name: str = "", save: bool = True) -> None:
     """Put an uploaded cover on a mini-program template (the media id of the old one is forgotten). PNG or JPEG,
     size and pixels checked before any decoding; raises ``ApplicationError`` otherwise."""
-    from livecodes.services import image_check
-
     checked = image_check(content, need_qr=False)
     template.cover, template.cover_type, template.cover_sha = content, checked.content_type, checked.sha
     template.cover_name, template.cover_media_id, template.cover_media_expires_at = name[:100], "", None

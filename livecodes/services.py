@@ -4,8 +4,6 @@ WeCom is called only when a code is published or its pool changes (never at scan
 transaction. When WeCom refuses, the code keeps serving its last good configuration and an alert is raised.
 """
 
-import hashlib
-import io
 import logging
 import secrets
 import string
@@ -38,7 +36,14 @@ from livecodes.models import (
 )
 from scrm.clock import now
 from scrm.errors import ApplicationError
-from scrm.media import INVALID_MEDIA_ID, MissingImage, cached_media_id, media_forget
+from scrm.media import (
+    INVALID_MEDIA_ID,
+    CheckedImage,
+    MissingImage,
+    cached_media_id,
+    image_check,
+    media_forget,
+)
 from wecom import gateway
 from wecom.contracts import MessageContent
 from wecom.errors import WeComError
@@ -346,48 +351,6 @@ def target_add_group(*, code: LiveCode, chat: GroupChat, option: LiveCodeOption 
 
 
 # --- uploaded group QR images ---------------------------------------------------------------------------------------
-class CheckedImage:
-    def __init__(self, content_type: str, sha: str, qr_text: str) -> None:
-        self.content_type, self.sha, self.qr_text = content_type, sha, qr_text
-
-
-def image_check(content: bytes, *, need_qr: bool = True) -> CheckedImage:
-    """PNG or JPEG only; byte size and pixel count checked before any decoding; then the QR read."""
-    from PIL import Image, UnidentifiedImageError
-
-    if len(content) > settings.LIVECODE_UPLOAD_MAX_BYTES:
-        raise ApplicationError(_("The image is larger than %(n)s KB.") % {
-            "n": settings.LIVECODE_UPLOAD_MAX_BYTES // 1024})
-    if content.startswith(b"\x89PNG\r\n\x1a\n"):
-        expected = "PNG"
-    elif content.startswith(b"\xff\xd8\xff"):
-        expected = "JPEG"
-    else:
-        raise ApplicationError(_("Upload a PNG or JPEG image."))
-    try:
-        image = Image.open(io.BytesIO(content))  # reads the header only
-        width, height = image.size
-        if image.format != expected:
-            raise ApplicationError(_("Upload a PNG or JPEG image."))
-        if width * height > settings.LIVECODE_UPLOAD_MAX_PIXELS:
-            raise ApplicationError(_("The image has too many pixels (at most %(n)s).") % {
-                "n": settings.LIVECODE_UPLOAD_MAX_PIXELS})
-        qr_text = ""
-        if need_qr:
-            import zxingcpp
-
-            image.load()
-            found = [r for r in zxingcpp.read_barcodes(image.convert("L"))
-                     if r.format == zxingcpp.BarcodeFormat.QRCode and r.text]
-            if not found:
-                raise ApplicationError(_("No QR code was found in the image."))
-            qr_text = found[0].text[:512]
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise ApplicationError(_("The file is not a readable image.")) from exc
-    return CheckedImage("image/png" if expected == "PNG" else "image/jpeg", hashlib.sha256(content).hexdigest(),
-                        qr_text)
-
-
 def _check_same_qr(code: LiveCode, checked: CheckedImage, exclude: int | None = None) -> None:
     qs = code.targets.filter(kind=LiveCodeTarget.Kind.IMAGE, qr_text=checked.qr_text)
     if exclude:

@@ -108,7 +108,7 @@ def test_anonymous_cannot_patch(world):
 
 
 # --- admin -----------------------------------------------------------------------------------------------------------
-def _admin_post(client, contact, time_zone: str):
+def admin_zone_post(client, contact, time_zone: str):
     url = reverse("admin:contacts_contact_change", args=[contact.pk])
     form = {"corp": contact.corp_id, "external_userid": contact.external_userid, "name": contact.name, "avatar": "",
             "type": contact.type, "gender": contact.gender, "unionid": "", "position": "", "corp_name": "",
@@ -121,11 +121,11 @@ def _admin_post(client, contact, time_zone: str):
 def test_admin_saves_a_zone_and_refuses_an_unknown_one(world, client, admin_user):
     client.force_login(admin_user)
     contact = world["mine"]
-    refused = _admin_post(client, contact, "Mars/Olympus")
+    refused = admin_zone_post(client, contact, "Mars/Olympus")
     assert refused.status_code == 200
     assert [e.code for e in refused.context["adminform"].form.errors.as_data()["time_zone"]] == ["invalid_time_zone"]
     assert _zone(contact) == ""
-    assert _admin_post(client, contact, "asia/tokyo").status_code == 302
+    assert admin_zone_post(client, contact, "asia/tokyo").status_code == 302
     assert _zone(contact) == "Asia/Tokyo"
 
 

@@ -14,12 +14,12 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.urls import reverse
 
 from contacts.models import Contact
 from contacts.services import contact_time_zone_set
 from journeys import engine, scheduler, services
 from journeys.models import Enrollment, Journey, JourneyStep, OutboundMessage, StepRun
+from tests.contacts.test_time_zone import admin_zone_post
 from tests.journeys.conftest import at
 
 pytestmark = pytest.mark.django_db
@@ -160,14 +160,6 @@ def test_across_midnight_the_new_zones_date_counts(corp, template, make_customer
 
 
 # --- day N at HH:MM, admin ------------------------------------------------------------------------------------------
-def _admin_post(client, contact, time_zone: str):
-    url = reverse("admin:contacts_contact_change", args=[contact.pk])
-    form = {"corp": contact.corp_id, "external_userid": contact.external_userid, "name": contact.name, "avatar": "",
-            "type": contact.type, "gender": contact.gender, "unionid": "", "position": "", "corp_name": "",
-            "corp_full_name": "", "time_zone": time_zone,
-            "relations-TOTAL_FORMS": "0", "relations-INITIAL_FORMS": "0", "relations-MIN_NUM_FORMS": "0",
-            "relations-MAX_NUM_FORMS": "1000"}
-    return client.post(url, form)
 
 
 def test_admin_zone_change_moves_day_n_at_a_local_time(line, make_customer, client, admin_user, dispatch):
@@ -176,13 +168,13 @@ def test_admin_zone_change_moves_day_n_at_a_local_time(line, make_customer, clie
     assert _next(waiting) == at(19, 30, day=26)
     client.force_login(admin_user)
     with time_machine.travel(at(11), tick=False):
-        assert _admin_post(client, customer, "Mars/Olympus").status_code == 200  # refused: the form again
+        assert admin_zone_post(client, customer, "Mars/Olympus").status_code == 200  # refused: the form again
         assert _next(waiting) == at(19, 30, day=26)
-        assert _admin_post(client, customer, "asia/tokyo").status_code == 302
+        assert admin_zone_post(client, customer, "asia/tokyo").status_code == 302
     assert _next(waiting) == local(TOKYO, 19, 30, day=26)  # day 3 of their calendar, 19:30 on their clock
     assert len(_replanned(waiting)) == 1
     with time_machine.travel(at(12), tick=False):  # saved again with the same zone: nothing moves
-        assert _admin_post(client, customer, "Asia/Tokyo").status_code == 302
+        assert admin_zone_post(client, customer, "Asia/Tokyo").status_code == 302
     assert len(_replanned(waiting)) == 1
 
 

@@ -5,7 +5,6 @@ mini-programs converted by migration 0003) leave the card out, the text still go
 Also the edit page and the simulator's real media/upload → send_welcome_msg."""
 
 import importlib
-import io
 import urllib.request
 from datetime import timedelta
 
@@ -13,7 +12,6 @@ import pytest
 from django.apps import apps
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from PIL import Image
 
 from livecodes import services
 from livecodes.models import Alert, Conversion, LiveCode, WelcomeImage, WelcomeMiniProgram
@@ -39,9 +37,7 @@ def _english():
 
 
 def cover(color="orange", size=(104, 84)) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, color).save(out, format="PNG")
-    return out.getvalue()
+    return png(color, size)
 
 
 @pytest.fixture
